@@ -1,0 +1,62 @@
+// The echo path every model shares: read what the peer sent, send it back, queue what the
+// socket would not take yet, and stop reading while too much is queued (backpressure).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace echod {
+
+// What happened on the socket.
+enum class IoStatus {
+  kProgress,    // bytes moved
+  kWouldBlock,  // nothing to do until the socket is ready again
+  kEof,         // the peer shut down its sending side (only from echo_once)
+  kPeerGone,    // reset, broken pipe, ...: close the connection
+  kError,       // unexpected errno, left in `error()`
+};
+
+// Bytes of one connection that were received but not yet echoed. Empty (and holding no memory)
+// whenever the connection is caught up, so an idle connection costs no buffer at all; data is
+// sent straight from the caller's scratch buffer and only the unsent tail is copied here.
+// Owned by the thread serving the connection.
+class ConnectionBuffer {
+ public:
+  explicit ConnectionBuffer(std::size_t high_water) noexcept : high_water_(high_water) {}
+  ConnectionBuffer(const ConnectionBuffer&) = delete;
+  ConnectionBuffer& operator=(const ConnectionBuffer&) = delete;
+  ConnectionBuffer(ConnectionBuffer&&) noexcept = default;
+  ConnectionBuffer& operator=(ConnectionBuffer&&) noexcept = default;
+  ~ConnectionBuffer() = default;
+
+  // One recv() into `scratch`, then echo it: sent directly if nothing is queued, the rest
+  // queued. Call only when wants_read(). Receives at most the room left below the high-water
+  // mark plus one scratch buffer, so the queue never grows past high_water + scratch.size().
+  IoStatus echo_once(int fd, std::span<char> scratch) noexcept;
+
+  // Sends queued bytes until done or the socket is full. kProgress means the queue is empty.
+  IoStatus flush(int fd) noexcept;
+
+  // Reading more is allowed (queue below the high-water mark).
+  [[nodiscard]] bool wants_read() const noexcept { return pending() < high_water_; }
+  // Queued bytes wait for the socket to become writable.
+  [[nodiscard]] bool wants_write() const noexcept { return pending() > 0; }
+  [[nodiscard]] std::size_t pending() const noexcept { return queue_.size() - sent_; }
+  [[nodiscard]] int error() const noexcept { return error_; }
+
+ private:
+  IoStatus fail(int error) noexcept;
+  void enqueue(const char* data, std::size_t size);
+
+  std::vector<char> queue_;
+  std::size_t sent_ = 0;  // bytes at the front of queue_ already sent
+  std::size_t high_water_;
+  int error_ = 0;
+};
+
+// The size of a scratch buffer for echo_once: large enough that one recv drains a typical
+// socket receive queue.
+inline constexpr std::size_t kScratchSize = 64 * 1024;
+
+}  // namespace echod

@@ -1,0 +1,140 @@
+// The seam between echod and its concurrency models.
+//
+// A model is a shared library that exports exactly one symbol, the data object
+// `echod_plugin_descriptor` (see ECHOD_PLUGIN below). echod reads the descriptor's first two
+// fields (ABI version, build signature) before calling any code in the plugin, then creates one
+// IServerModel and calls run() once. Nothing may throw across this boundary: the trampolines
+// ECHOD_PLUGIN generates turn exceptions into error text.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <span>
+
+#include <boost/program_options.hpp>
+#include <boost/version.hpp>
+#include <spdlog/logger.h>
+#include <spdlog/version.h>
+
+namespace echod {
+
+// Bumped whenever PluginDescriptor, ServerContext or IServerModel change layout or meaning.
+inline constexpr std::uint32_t kAbiVersion = 1;
+
+#define ECHOD_STRINGIFY_DETAIL(x) #x
+#define ECHOD_STRINGIFY(x) ECHOD_STRINGIFY_DETAIL(x)
+
+// Everything that must match between echod and a plugin for C++ objects (variables_map,
+// shared_ptr<spdlog::logger>) to be passed safely: compiler, standard library, Boost, spdlog, fmt.
+#define ECHOD_BUILD_SIGNATURE                                                              \
+  "gcc-" ECHOD_STRINGIFY(__GNUC__) "." ECHOD_STRINGIFY(__GNUC_MINOR__) " libstdc++-" ECHOD_STRINGIFY( \
+      _GLIBCXX_RELEASE) " cxx-" ECHOD_STRINGIFY(__cplusplus) " boost-" ECHOD_STRINGIFY(BOOST_VERSION) \
+      " spdlog-" ECHOD_STRINGIFY(SPDLOG_VER_MAJOR) "." ECHOD_STRINGIFY( \
+          SPDLOG_VER_MINOR) "." ECHOD_STRINGIFY(SPDLOG_VER_PATCH) " fmt-" ECHOD_STRINGIFY(FMT_VERSION)
+
+// What a model declares about itself. Tests and tools use these instead of special-casing names.
+enum Capability : std::uint32_t {
+  kCapNone = 0,
+  kCapConcurrent = 1u << 0,     // serves many clients at once (iterative does not)
+  kCapForks = 1u << 1,          // runs connections in child processes
+  kCapMultiThreaded = 1u << 2,  // runs connections on more than one thread
+};
+
+// Everything a model needs while it runs. Owned by echod; outlives run().
+struct ServerContext {
+  // Bound, listening, nonblocking, close-on-exec sockets. Owned by echod: do not close them.
+  std::span<const int> listen_fds;
+  // The model's logger. Use it, never spdlog's global registry (it is not shared across the
+  // .so boundary). Per-connection events belong at debug level.
+  std::shared_ptr<spdlog::logger> log;
+  // Core keys ("port", "high-water", ...) and every model's keys as "<model>.<key>".
+  const boost::program_options::variables_map& options;
+  // Becomes readable, and stays readable, once a stop is requested (SIGINT/SIGTERM). Poll it
+  // beside your sockets; never read from it. Inherited by forked children.
+  int stop_fd;
+  // Per-connection bytes received but not yet echoed above which the model stops reading.
+  std::size_t high_water;
+};
+
+// One concurrency model. Created once per process by echod, run once, destroyed before the
+// plugin is unloaded. Owned by echod's main thread.
+class IServerModel {
+ public:
+  IServerModel() = default;
+  IServerModel(const IServerModel&) = delete;
+  IServerModel& operator=(const IServerModel&) = delete;
+  virtual ~IServerModel() = default;
+
+  // Accept and echo on ctx.listen_fds until ctx.stop_fd becomes readable, then close every
+  // connection, join every thread and reap every child before returning. Returns 0 on a clean
+  // stop, otherwise an errno value describing why serving failed (after logging it).
+  virtual int run(const ServerContext& ctx) noexcept = 0;
+};
+
+// Error text filled in by a failing trampoline.
+struct PluginError {
+  char message[512] = {};
+  void set(const char* text) noexcept { std::snprintf(message, sizeof message, "%s", text); }
+};
+
+// The plugin's single exported object. The first two fields are frozen for all ABI versions so
+// any echod can read them and explain a mismatch.
+struct PluginDescriptor {
+  std::uint32_t abi_version;
+  const char* build_signature;
+  const char* name;     // as used in --model and as the config section name
+  const char* summary;  // one line for --list-models
+  std::uint32_t capabilities;
+  // Adds the model's options, each named "<name>.<key>", with their defaults.
+  bool (*declare_options)(boost::program_options::options_description& options,
+                          PluginError& error) noexcept;
+  // Validates the model's options and creates the model; nullptr and error text on failure.
+  IServerModel* (*create)(const boost::program_options::variables_map& options,
+                          PluginError& error) noexcept;
+  void (*destroy)(IServerModel* model) noexcept;
+};
+
+namespace detail {
+template <typename Fn>
+bool guarded(PluginError& error, Fn&& fn) noexcept {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    error.set(e.what());
+  } catch (...) {
+    error.set("unknown exception");
+  }
+  return false;
+}
+}  // namespace detail
+
+}  // namespace echod
+
+#define ECHOD_PLUGIN_SYMBOL "echod_plugin_descriptor"
+
+// Exports the descriptor for a model class. ModelClass must provide
+//   static void declare_options(boost::program_options::options_description&);
+//   explicit ModelClass(const boost::program_options::variables_map&);  // throws on bad values
+// and implement IServerModel::run.
+#define ECHOD_PLUGIN(ModelClass, model_name, model_summary, model_capabilities)                   \
+  namespace {                                                                                     \
+  bool echod_declare_options(boost::program_options::options_description& options,               \
+                             echod::PluginError& error) noexcept {                               \
+    return echod::detail::guarded(error, [&] { ModelClass::declare_options(options); });         \
+  }                                                                                               \
+  echod::IServerModel* echod_create(const boost::program_options::variables_map& options,        \
+                                    echod::PluginError& error) noexcept {                        \
+    echod::IServerModel* model = nullptr;                                                        \
+    echod::detail::guarded(error, [&] { model = new ModelClass(options); });                     \
+    return model;                                                                                 \
+  }                                                                                               \
+  void echod_destroy(echod::IServerModel* model) noexcept { delete model; }                      \
+  }                                                                                               \
+  extern "C" __attribute__((visibility("default")))                                               \
+  const echod::PluginDescriptor echod_plugin_descriptor{                                          \
+      echod::kAbiVersion,     ECHOD_BUILD_SIGNATURE, model_name,   model_summary,                \
+      (model_capabilities),   &echod_declare_options, &echod_create, &echod_destroy};

@@ -1,0 +1,166 @@
+// echod: parse settings -> load model plugins -> listen -> run the model -> exit status.
+//
+// Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when serving fails (port in use, model
+// error, stop timeout), 2 for a bad command line, configuration or plugin.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "config.hpp"
+#include "echod/server_model.hpp"
+#include "listener.hpp"
+#include "logging.hpp"
+#include "plugin_loader.hpp"
+#include "signals.hpp"
+
+#ifndef ECHOD_VERSION
+#define ECHOD_VERSION "0.0.0"
+#endif
+
+namespace echod {
+namespace {
+
+void report_problems(const PluginRegistry& registry) {
+  for (const auto& problem : registry.problems()) {
+    std::cerr << "echod: skipped plugin " << problem.path.string() << ": " << problem.reason
+              << "\n";
+  }
+}
+
+PluginRegistry load_plugins(const CoreSettings& core) {
+  PluginRegistry registry;
+  for (const auto& file : core.plugin_files) {
+    if (!registry.load_file(file)) {
+      const auto& problem = registry.problems().back();
+      throw UsageError("cannot use plugin " + problem.path.string() + ": " + problem.reason);
+    }
+  }
+  for (const auto& dir : core.plugin_dirs) registry.load_directory(dir, /*must_exist=*/true);
+  for (const auto& dir : default_plugin_dirs()) registry.load_directory(dir, false);
+  return registry;
+}
+
+// The core keys plus every loaded model's keys, so one config file may tune several models.
+po::options_description all_options(const PluginRegistry& registry) {
+  po::options_description all = core_options();
+  for (const auto& plugin : registry.plugins()) {
+    po::options_description model_options(std::string("Model '") + plugin.descriptor->name +
+                                          "'");
+    PluginError error;
+    if (!plugin.descriptor->declare_options(model_options, error)) {
+      throw UsageError("model " + std::string(plugin.name()) + " (" + plugin.path.string() +
+                       "): cannot declare its options: " + error.message);
+    }
+    all.add(model_options);
+  }
+  return all;
+}
+
+void print_model_list(const PluginRegistry& registry) {
+  std::vector<const LoadedPlugin*> sorted;
+  for (const auto& plugin : registry.plugins()) sorted.push_back(&plugin);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->name() < b->name(); });
+  for (const auto* plugin : sorted) {
+    std::printf("%-12s %s\n", plugin->descriptor->name, plugin->descriptor->summary);
+  }
+}
+
+int serve(const CoreSettings& core, const po::variables_map& settings,
+          const LoadedPlugin& plugin) {
+  auto log = make_logger("echod", core.log_level);
+
+  PluginError error;
+  IServerModel* created = plugin.descriptor->create(settings, error);
+  if (created == nullptr) {
+    throw UsageError("model " + core.model + ": " + error.message);
+  }
+  ModelInstance instance(plugin, created);
+
+  // Signals before listening, so a stop that arrives right after the log line is not lost.
+  const int stop_fd = install_stop_signals(core.stop_timeout_seconds);
+  Listener listener = open_listener(core.bind, core.port, core.backlog);
+  log->info("listening on {} model={}", listener.address, core.model);
+
+  const int listen_fds[] = {listener.fd.get()};
+  ServerContext context{listen_fds, log->clone(core.model), settings, stop_fd, core.high_water};
+  const int result = instance.model().run(context);
+  if (result != 0) {
+    log->error("model {} stopped with error: {}", core.model, std::strerror(result));
+    return 1;
+  }
+  log->info("stopped cleanly");
+  return 0;
+}
+
+int run_echod(int argc, const char* const argv[]) {
+  // Pass 1: core keys only, to learn the model, the plugin directories and the config file.
+  const po::options_description core_only = core_options();
+  CoreSettings core = core_settings(parse_settings(argc, argv, core_only, /*strict=*/false));
+  if (core.version) {
+    std::printf("echod %s (model ABI %u, %s)\n", ECHOD_VERSION, kAbiVersion,
+                ECHOD_BUILD_SIGNATURE);
+    return 0;
+  }
+
+  PluginRegistry registry = load_plugins(core);
+  const po::options_description all = all_options(registry);
+
+  if (core.list_models) {
+    report_problems(registry);
+    print_model_list(registry);
+    return 0;
+  }
+
+  // Pass 2: everything, strictly: unknown keys and bad values are errors now.
+  const po::variables_map settings = parse_settings(argc, argv, all, /*strict=*/true);
+  core = core_settings(settings);
+
+  const LoadedPlugin* plugin = registry.find(core.model);
+  if (core.help) {
+    std::cout << "Usage: echod [--model NAME] [--port N] [--config FILE] [options]\n\n"
+              << core_only << "\n";
+    if (plugin != nullptr) {
+      PluginError error;
+      po::options_description own(std::string("Model '") + plugin->descriptor->name + "'");
+      plugin->descriptor->declare_options(own, error);
+      std::cout << plugin->descriptor->name << ": " << plugin->descriptor->summary << "\n";
+      if (own.options().empty()) {
+        std::cout << "  (no options of its own)\n";
+      } else {
+        std::cout << own << "\n";
+      }
+    }
+    std::cout << "Models: " << registry.names() << "\n";
+    return 0;
+  }
+  if (plugin == nullptr) {
+    report_problems(registry);
+    throw UsageError("unknown model '" + core.model + "'; available models: " + registry.names());
+  }
+  report_problems(registry);
+  if (core.describe_model) {
+    std::printf("name: %s\nsummary: %s\ncapabilities: %s\nfile: %s\n", plugin->descriptor->name,
+                plugin->descriptor->summary,
+                capability_names(plugin->descriptor->capabilities).c_str(),
+                plugin->path.c_str());
+    return 0;
+  }
+  return serve(core, settings, *plugin);
+}
+
+}  // namespace
+}  // namespace echod
+
+int main(int argc, char* argv[]) {
+  try {
+    return echod::run_echod(argc, argv);
+  } catch (const echod::UsageError& e) {
+    std::cerr << "echod: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "echod: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,44 @@
+#include "echod/errno_policy.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+namespace echod {
+
+ErrnoClass classify_errno(int error) noexcept {
+  switch (error) {
+    case EINTR:
+      return ErrnoClass::kRetry;
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+      return ErrnoClass::kWouldBlock;
+    case ECONNRESET:
+    case EPIPE:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENETDOWN:
+    case ENOTCONN:
+      return ErrnoClass::kPeerGone;
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:  // firewall rejected the connection during accept
+      return ErrnoClass::kConnectionAborted;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      return ErrnoClass::kOutOfDescriptors;
+    default:
+      return ErrnoClass::kUnexpected;
+  }
+}
+
+const char* errno_name(int error) noexcept {
+  const char* name = strerrorname_np(error);
+  return name != nullptr ? name : "E?";
+}
+
+}  // namespace echod
