@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include <spdlog/common.h>
+
 namespace echod {
 namespace {
 
@@ -100,6 +102,11 @@ CoreSettings core_settings(const po::variables_map& settings) {
   core.high_water = settings["high-water"].as<std::size_t>();
   if (core.high_water < 1024) throw UsageError("high-water must be at least 1024 bytes");
   core.log_level = settings["log-level"].as<std::string>();
+  if (auto level = spdlog::level::from_str(core.log_level);
+      level == spdlog::level::off && core.log_level != "off") {
+    throw UsageError("unknown log-level '" + core.log_level +
+                     "' (use trace, debug, info, warn, error, critical or off)");
+  }
   core.stop_timeout_seconds = settings["stop-timeout"].as<unsigned>();
   if (settings.count("plugin-dir")) {
     core.plugin_dirs = settings["plugin-dir"].as<std::vector<std::string>>();

@@ -44,6 +44,8 @@ class ConnectionBuffer {
   [[nodiscard]] bool wants_write() const noexcept { return pending() > 0; }
   [[nodiscard]] std::size_t pending() const noexcept { return queue_.size() - sent_; }
   [[nodiscard]] int error() const noexcept { return error_; }
+  // Heap bytes held for this connection (0 when caught up).
+  [[nodiscard]] std::size_t reserved() const noexcept { return queue_.capacity(); }
 
  private:
   IoStatus fail(int error) noexcept;

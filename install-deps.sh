@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs everything echod needs to build, test and benchmark on Debian 12.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config
+  libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
+  netcat-openbsd socat python3 procps
+)
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
