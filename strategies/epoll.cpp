@@ -37,11 +37,13 @@ class EpollModel final : public IServerModel {
  public:
   static void declare_options(po::options_description& options) {
     const Options defaults;
+    // clang-format off
     options.add_options()
-        ("epoll.edge-triggered", po::value<bool>()->default_value(defaults.edge_triggered, "false"),
+        ("epoll.edge-triggered", po::value<bool>()->default_value(defaults.edge_triggered, defaults.edge_triggered ? "true" : "false"),
          "edge-triggered (EPOLLET): drain each socket until EAGAIN on every wakeup")
         ("epoll.max-events", po::value<int>()->default_value(defaults.max_events),
          "events taken from the kernel per epoll_wait (1-65536)");
+    // clang-format on
   }
 
   explicit EpollModel(const po::variables_map& settings)
@@ -80,7 +82,8 @@ class EpollModel final : public IServerModel {
         return log_failure(ctx, "epoll_wait");
       }
       if (ready == 0 && accept_pause_ms >= 0) {  // the pause is over: listen again
-        for (auto& acceptor : acceptors_) modify(acceptor->listen_fd(), EPOLLIN);
+        for (auto& acceptor : acceptors_)
+          modify(acceptor->listen_fd(), EPOLLIN);
         accept_pause_ms = -1;
       }
       for (int i = 0; i < ready; ++i) {
@@ -92,7 +95,8 @@ class EpollModel final : public IServerModel {
         }
         if (Acceptor* acceptor = acceptor_for(fd)) {
           if (!accept_ready(*acceptor, ctx)) {
-            for (auto& a : acceptors_) modify(a->listen_fd(), 0);
+            for (auto& a : acceptors_)
+              modify(a->listen_fd(), 0);
             accept_pause_ms = kAcceptBackoffMs;
           }
         } else {

@@ -33,8 +33,8 @@ static size_t nconns;
 static int epfd;
 
 static void set_interest(int fd, struct conn* c) {
-  unsigned want = (!c->eof && c->len - c->sent < kHighWater ? EPOLLIN : 0) |
-                  (c->len > c->sent ? EPOLLOUT : 0);
+  unsigned want =
+      (!c->eof && c->len - c->sent < kHighWater ? EPOLLIN : 0) | (c->len > c->sent ? EPOLLOUT : 0);
   if (want != c->interest) {
     struct epoll_event ev = {.events = want, .data.fd = fd};
     epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);

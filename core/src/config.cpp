@@ -13,7 +13,8 @@ namespace {
 [[noreturn]] void rethrow_as_usage_error(const po::error& e, const std::string& origin) {
   if (const auto* unknown = dynamic_cast<const po::unknown_option*>(&e)) {
     std::string key = unknown->get_option_name();
-    while (!key.empty() && key.front() == '-') key.erase(0, 1);
+    while (!key.empty() && key.front() == '-')
+      key.erase(0, 1);
     key = key.substr(0, key.find('='));
     std::string hint = "; see echod --help";
     if (auto dot = key.find('.'); dot != std::string::npos) {
@@ -27,6 +28,7 @@ namespace {
 }  // namespace
 
 po::options_description core_options() {
+  // clang-format off
   po::options_description general("General");
   general.add_options()
       ("help,h", po::bool_switch(), "show this help (with --model: that model's options too)")
@@ -47,13 +49,14 @@ po::options_description core_options() {
       ("port,p", po::value<int>()->default_value(7777), "TCP port; 0 picks a free one")
       ("backlog", po::value<int>()->default_value(SOMAXCONN),
        "listen backlog (the kernel caps it at net.core.somaxconn)")
-      ("high-water", po::value<std::size_t>()->default_value(1024 * 1024),
+      ("high-water", po::value<std::size_t>()->default_value(std::size_t{1} << 20),
        "bytes received but not yet echoed on one connection above which the server stops "
        "reading it (backpressure)")
       ("log-level", po::value<std::string>()->default_value("info"),
        "trace, debug (per-connection events), info, warn, error, critical or off")
       ("stop-timeout", po::value<unsigned>()->default_value(5),
        "seconds a model has to stop after SIGINT/SIGTERM before echod exits with status 1");
+  // clang-format on
   po::options_description all;
   all.add(general).add(server);
   return all;
@@ -111,7 +114,8 @@ CoreSettings core_settings(const po::variables_map& settings) {
   if (settings.count("plugin-dir")) {
     core.plugin_dirs = settings["plugin-dir"].as<std::vector<std::string>>();
   }
-  if (settings.count("plugin")) core.plugin_files = settings["plugin"].as<std::vector<std::string>>();
+  if (settings.count("plugin"))
+    core.plugin_files = settings["plugin"].as<std::vector<std::string>>();
   core.help = settings["help"].as<bool>();
   core.list_models = settings["list-models"].as<bool>();
   core.describe_model = settings["describe-model"].as<bool>();

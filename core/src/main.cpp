@@ -36,8 +36,10 @@ PluginRegistry load_plugins(const CoreSettings& core) {
       throw UsageError("cannot use plugin " + problem.path.string() + ": " + problem.reason);
     }
   }
-  for (const auto& dir : core.plugin_dirs) registry.load_directory(dir, /*must_exist=*/true);
-  for (const auto& dir : default_plugin_dirs()) registry.load_directory(dir, false);
+  for (const auto& dir : core.plugin_dirs)
+    registry.load_directory(dir, /*must_exist=*/true);
+  for (const auto& dir : default_plugin_dirs())
+    registry.load_directory(dir, false);
   return registry;
 }
 
@@ -45,8 +47,7 @@ PluginRegistry load_plugins(const CoreSettings& core) {
 po::options_description all_options(const PluginRegistry& registry) {
   po::options_description all = core_options();
   for (const auto& plugin : registry.plugins()) {
-    po::options_description model_options(std::string("Model '") + plugin.descriptor->name +
-                                          "'");
+    po::options_description model_options(std::string("Model '") + plugin.descriptor->name + "'");
     PluginError error;
     if (!plugin.descriptor->declare_options(model_options, error)) {
       throw UsageError("model " + std::string(plugin.name()) + " (" + plugin.path.string() +
@@ -59,16 +60,15 @@ po::options_description all_options(const PluginRegistry& registry) {
 
 void print_model_list(const PluginRegistry& registry) {
   std::vector<const LoadedPlugin*> sorted;
-  for (const auto& plugin : registry.plugins()) sorted.push_back(&plugin);
-  std::sort(sorted.begin(), sorted.end(),
-            [](auto* a, auto* b) { return a->name() < b->name(); });
+  for (const auto& plugin : registry.plugins())
+    sorted.push_back(&plugin);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
   for (const auto* plugin : sorted) {
     std::printf("%-12s %s\n", plugin->descriptor->name, plugin->descriptor->summary);
   }
 }
 
-int serve(const CoreSettings& core, const po::variables_map& settings,
-          const LoadedPlugin& plugin) {
+int serve(const CoreSettings& core, const po::variables_map& settings, const LoadedPlugin& plugin) {
   auto log = make_logger("echod", core.log_level);
 
   PluginError error;
@@ -99,8 +99,7 @@ int run_echod(int argc, const char* const argv[]) {
   const po::options_description core_only = core_options();
   CoreSettings core = core_settings(parse_settings(argc, argv, core_only, /*strict=*/false));
   if (core.version) {
-    std::printf("echod %s (model ABI %u, %s)\n", ECHOD_VERSION, kAbiVersion,
-                ECHOD_BUILD_SIGNATURE);
+    std::printf("echod %s (model ABI %u, %s)\n", ECHOD_VERSION, kAbiVersion, ECHOD_BUILD_SIGNATURE);
     return 0;
   }
 
@@ -143,8 +142,7 @@ int run_echod(int argc, const char* const argv[]) {
   if (core.describe_model) {
     std::printf("name: %s\nsummary: %s\ncapabilities: %s\nfile: %s\n", plugin->descriptor->name,
                 plugin->descriptor->summary,
-                capability_names(plugin->descriptor->capabilities).c_str(),
-                plugin->path.c_str());
+                capability_names(plugin->descriptor->capabilities).c_str(), plugin->path.c_str());
     return 0;
   }
   return serve(core, settings, *plugin);

@@ -69,8 +69,7 @@ bool PluginRegistry::load_file(const fs::path& file) {
   std::shared_ptr<void> handle(raw, [](void* h) { ::dlclose(h); });
 
   ::dlerror();
-  const auto* descriptor =
-      static_cast<const PluginDescriptor*>(::dlsym(raw, ECHOD_PLUGIN_SYMBOL));
+  const auto* descriptor = static_cast<const PluginDescriptor*>(::dlsym(raw, ECHOD_PLUGIN_SYMBOL));
   if (descriptor == nullptr) {
     return refuse(std::string("not an echod model: no symbol '" ECHOD_PLUGIN_SYMBOL "' (") +
                   last_dlerror() + ")");
@@ -111,7 +110,8 @@ void PluginRegistry::load_directory(const fs::path& directory, bool must_exist) 
   }
   if (ec) problems_.push_back({directory, "cannot read directory: " + ec.message()});
   std::sort(files.begin(), files.end());
-  for (const auto& file : files) load_file(file);
+  for (const auto& file : files)
+    load_file(file);
 }
 
 const LoadedPlugin* PluginRegistry::find(std::string_view name) const {
@@ -123,10 +123,12 @@ const LoadedPlugin* PluginRegistry::find(std::string_view name) const {
 
 std::string PluginRegistry::names() const {
   std::vector<std::string> sorted;
-  for (const auto& plugin : plugins_) sorted.emplace_back(plugin.name());
+  for (const auto& plugin : plugins_)
+    sorted.emplace_back(plugin.name());
   std::sort(sorted.begin(), sorted.end());
   std::string joined;
-  for (const auto& name : sorted) joined += (joined.empty() ? "" : ", ") + name;
+  for (const auto& name : sorted)
+    joined += (joined.empty() ? "" : ", ") + name;
   return joined.empty() ? "(none found)" : joined;
 }
 

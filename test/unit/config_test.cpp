@@ -52,7 +52,8 @@ po::options_description options_with_model() {
 po::variables_map parse(std::vector<std::string> args, bool strict = true) {
   args.insert(args.begin(), "echod");
   std::vector<const char*> argv;
-  for (const auto& arg : args) argv.push_back(arg.c_str());
+  for (const auto& arg : args)
+    argv.push_back(arg.c_str());
   return parse_settings(static_cast<int>(argv.size()), argv.data(), options_with_model(), strict);
 }
 
@@ -96,7 +97,8 @@ TEST_CASE("the shipped conf/echod.conf parses", "[config]") {
 TEST_CASE("unknown keys are errors that name the key and where it came from", "[config]") {
   TempConfig conf("[demo]\nworkerz = 3\n");
   REQUIRE_THROWS_WITH(parse({"--config", conf.path()}),
-                      Catch::Contains(conf.path()) && Catch::Contains("unknown option 'demo.workerz'") &&
+                      Catch::Contains(conf.path()) &&
+                          Catch::Contains("unknown option 'demo.workerz'") &&
                           Catch::Contains("--model=demo"));
   REQUIRE_THROWS_WITH(parse({"--bogus"}), Catch::Contains("command line: unknown option 'bogus'"));
   // The first pass ignores keys it cannot know yet.

@@ -37,7 +37,8 @@ SocketPair make_pair_with_small_buffers() {
 
 std::vector<char> pattern(std::size_t size) {
   std::vector<char> data(size);
-  for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<char>((i * 131 + i / 251) & 0xff);
+  for (std::size_t i = 0; i < size; ++i)
+    data[i] = static_cast<char>((i * 131 + i / 251) & 0xff);
   return data;
 }
 

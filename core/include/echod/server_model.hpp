@@ -14,10 +14,10 @@
 #include <memory>
 #include <span>
 
-#include <boost/program_options.hpp>
-#include <boost/version.hpp>
 #include <spdlog/logger.h>
 #include <spdlog/version.h>
+#include <boost/program_options.hpp>
+#include <boost/version.hpp>
 
 namespace echod {
 
@@ -29,7 +29,7 @@ inline constexpr std::uint32_t kAbiVersion = 1;
 
 // Everything that must match between echod and a plugin for C++ objects (variables_map,
 // shared_ptr<spdlog::logger>) to be passed safely: compiler, standard library, Boost, spdlog, fmt.
-#define ECHOD_BUILD_SIGNATURE                                                              \
+#define ECHOD_BUILD_SIGNATURE \
   "gcc-" ECHOD_STRINGIFY(__GNUC__) "." ECHOD_STRINGIFY(__GNUC_MINOR__) " libstdc++-" ECHOD_STRINGIFY( \
       _GLIBCXX_RELEASE) " cxx-" ECHOD_STRINGIFY(__cplusplus) " boost-" ECHOD_STRINGIFY(BOOST_VERSION) \
       " spdlog-" ECHOD_STRINGIFY(SPDLOG_VER_MAJOR) "." ECHOD_STRINGIFY( \
@@ -120,21 +120,23 @@ bool guarded(PluginError& error, Fn&& fn) noexcept {
 //   static void declare_options(boost::program_options::options_description&);
 //   explicit ModelClass(const boost::program_options::variables_map&);  // throws on bad values
 // and implement IServerModel::run.
-#define ECHOD_PLUGIN(ModelClass, model_name, model_summary, model_capabilities)                   \
-  namespace {                                                                                     \
-  bool echod_declare_options(boost::program_options::options_description& options,               \
-                             echod::PluginError& error) noexcept {                               \
-    return echod::detail::guarded(error, [&] { ModelClass::declare_options(options); });         \
-  }                                                                                               \
-  echod::IServerModel* echod_create(const boost::program_options::variables_map& options,        \
-                                    echod::PluginError& error) noexcept {                        \
-    echod::IServerModel* model = nullptr;                                                        \
-    echod::detail::guarded(error, [&] { model = new ModelClass(options); });                     \
-    return model;                                                                                 \
-  }                                                                                               \
-  void echod_destroy(echod::IServerModel* model) noexcept { delete model; }                      \
-  }                                                                                               \
-  extern "C" __attribute__((visibility("default")))                                               \
-  const echod::PluginDescriptor echod_plugin_descriptor{                                          \
-      echod::kAbiVersion,     ECHOD_BUILD_SIGNATURE, model_name,   model_summary,                \
-      (model_capabilities),   &echod_declare_options, &echod_create, &echod_destroy};
+#define ECHOD_PLUGIN(ModelClass, model_name, model_summary, model_capabilities)           \
+  namespace {                                                                             \
+  bool echod_declare_options(boost::program_options::options_description& options,        \
+                             echod::PluginError& error) noexcept {                        \
+    return echod::detail::guarded(error, [&] { ModelClass::declare_options(options); });  \
+  }                                                                                       \
+  echod::IServerModel* echod_create(const boost::program_options::variables_map& options, \
+                                    echod::PluginError& error) noexcept {                 \
+    echod::IServerModel* model = nullptr;                                                 \
+    echod::detail::guarded(error, [&] { model = new ModelClass(options); });              \
+    return model;                                                                         \
+  }                                                                                       \
+  void echod_destroy(echod::IServerModel* model) noexcept {                               \
+    delete model;                                                                         \
+  }                                                                                       \
+  }                                                                                       \
+  extern "C" __attribute__((visibility("default")))                                       \
+  const echod::PluginDescriptor echod_plugin_descriptor{                                  \
+      echod::kAbiVersion,   ECHOD_BUILD_SIGNATURE,  model_name,    model_summary,         \
+      (model_capabilities), &echod_declare_options, &echod_create, &echod_destroy};

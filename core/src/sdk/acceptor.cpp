@@ -11,7 +11,9 @@
 namespace echod {
 namespace {
 
-Fd open_spare() noexcept { return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+Fd open_spare() noexcept {
+  return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
 
 }  // namespace
 
@@ -43,8 +45,7 @@ Acceptor::Result Acceptor::accept() noexcept {
 // the peer sees a close instead of waiting in the queue, then re-arms the spare.
 void Acceptor::shed_one() noexcept {
   if (shed_count_++ % 1000 == 0) {
-    log_->warn("out of file descriptors: closing new connections (shed so far: {})",
-               shed_count_);
+    log_->warn("out of file descriptors: closing new connections (shed so far: {})", shed_count_);
   }
   spare_.reset();
   int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
