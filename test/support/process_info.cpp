@@ -1,0 +1,142 @@
+#include "process_info.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+namespace echod::test {
+namespace {
+
+struct Stat {
+  char state = 0;
+  pid_t ppid = 0;
+  unsigned long long cpu_ticks = 0;  // user + system time, in clock ticks
+  unsigned long long start_ticks = 0;
+};
+
+// Parses /proc/PID/stat. The command name (field 2) may hold spaces and parentheses, so the
+// fields are counted from the last ')'.
+std::optional<Stat> read_stat(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!file || !std::getline(file, text)) return std::nullopt;
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(text.substr(close + 1));
+  Stat stat;
+  std::string skip;
+  unsigned long long user_ticks = 0;
+  unsigned long long system_ticks = 0;
+  fields >> stat.state >> stat.ppid;  // fields 3 and 4
+  for (int field = 5; field < 14; ++field)
+    fields >> skip;
+  fields >> user_ticks >> system_ticks;  // fields 14 and 15
+  for (int field = 16; field < 22; ++field)
+    fields >> skip;
+  fields >> stat.start_ticks;  // field 22
+  stat.cpu_ticks = user_ticks + system_ticks;
+  if (!fields) return std::nullopt;
+  return stat;
+}
+
+// Numeric entries of a /proc directory.
+std::vector<pid_t> numeric_entries(const std::string& path) {
+  std::vector<pid_t> out;
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return out;
+  while (const dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    const long value = std::strtol(entry->d_name, &end, 10);
+    if (end != entry->d_name && *end == '\0') out.push_back(static_cast<pid_t>(value));
+  }
+  ::closedir(dir);
+  return out;
+}
+
+// The value of a "Key:  123 ..." line of /proc/PID/status; -1 if absent.
+long status_field(pid_t pid, const std::string& key) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(file, line)) {
+    if (line.compare(0, key.size(), key) == 0 && line.size() > key.size() &&
+        line[key.size()] == ':') {
+      return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::vector<pid_t> descendant_pids(pid_t pid) {
+  std::multimap<pid_t, pid_t> children;  // ppid -> pid
+  for (pid_t candidate : numeric_entries("/proc")) {
+    if (auto stat = read_stat(candidate)) children.emplace(stat->ppid, candidate);
+  }
+  std::vector<pid_t> found;
+  std::vector<pid_t> pending{pid};
+  while (!pending.empty()) {
+    const pid_t parent = pending.back();
+    pending.pop_back();
+    auto [first, last] = children.equal_range(parent);
+    for (auto it = first; it != last; ++it) {
+      found.push_back(it->second);
+      pending.push_back(it->second);
+    }
+  }
+  return found;
+}
+
+long rss_kib(pid_t pid) {
+  const long kib = status_field(pid, "VmRSS");  // absent for zombies
+  return kib < 0 ? 0 : kib;
+}
+
+long memory_kib(pid_t pid) {
+  long total = rss_kib(pid);
+  for (pid_t child : descendant_pids(pid))
+    total += rss_kib(child);
+  return total;
+}
+
+int thread_count(pid_t pid) {
+  return static_cast<int>(status_field(pid, "Threads"));
+}
+
+int open_fd_count(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/fd";
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return -1;
+  ::closedir(dir);
+  return static_cast<int>(numeric_entries(path).size());
+}
+
+double cpu_seconds(pid_t pid) {
+  auto stat = read_stat(pid);
+  if (!stat) return -1;
+  return static_cast<double>(stat->cpu_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+char process_state(pid_t pid) {
+  auto stat = read_stat(pid);
+  return stat ? stat->state : '\0';
+}
+
+std::optional<ProcessIdentity> identify(pid_t pid) {
+  auto stat = read_stat(pid);
+  if (!stat) return std::nullopt;
+  return ProcessIdentity{pid, stat->start_ticks};
+}
+
+bool is_running(const ProcessIdentity& process) {
+  auto stat = read_stat(process.pid);
+  return stat && stat->start_ticks == process.start_ticks && stat->state != 'Z' &&
+         stat->state != 'X';
+}
+
+}  // namespace echod::test
