@@ -10,8 +10,7 @@
 #include <vector>
 
 #include "echod/acceptor.hpp"
-#include "echod/connection_buffer.hpp"
-#include "echod/errno_policy.hpp"
+#include "echod/echo_connection.hpp"
 #include "echod/server_model.hpp"
 
 namespace {
@@ -24,13 +23,10 @@ struct Options {
   int max_events = 256;
 };
 
-// One client. Owned by the loop thread.
+// One client and what epoll watches on it. Owned by the loop thread.
 struct Connection {
-  Connection(Fd socket, std::size_t high_water) : fd(std::move(socket)), buffer(high_water) {}
-  Fd fd;
-  ConnectionBuffer buffer;
-  std::uint32_t interest = 0;  // events registered with epoll (level-triggered mode)
-  bool peer_done = false;      // the peer shut down its sending side
+  EchoConnection echo;
+  std::uint32_t interest;  // events registered with epoll (level-triggered mode)
 };
 
 class EpollModel final : public IServerModel {
@@ -106,61 +102,44 @@ class EpollModel final : public IServerModel {
     }
   }
 
-  // Takes every pending connection (bounded per wakeup, so clients already connected are not
-  // starved by a connect storm). False when out of descriptors: pause accepting.
+  // Takes the pending connections (a bounded batch per wakeup). False: pause accepting.
   bool accept_ready(Acceptor& acceptor, const ServerContext& ctx) {
-    for (int taken = 0; taken < 128; ++taken) {
-      auto [status, socket] = acceptor.accept();
-      if (status == Acceptor::Status::kWouldBlock) return true;
-      if (status != Acceptor::Status::kAccepted) return false;
+    return acceptor.accept_batch(kAcceptBatch, [&](Fd socket) {
       const int fd = socket.get();
+      // Edge-triggered: register everything once and never modify (the usual EPOLLET idiom).
+      const std::uint32_t interest =
+          options_.edge_triggered ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN;
+      if (!watch(fd, interest)) {
+        ctx.log->warn("epoll_ctl(add fd {}): {}", fd, std::strerror(errno));
+        return;  // the connection closes as `socket` goes out of scope
+      }
+      ctx.log->debug("fd {}: accepted", fd);
       if (static_cast<std::size_t>(fd) >= connections_.size()) {
         connections_.resize(static_cast<std::size_t>(fd) + 1);
       }
-      auto connection = std::make_unique<Connection>(std::move(socket), ctx.high_water);
-      // Edge-triggered: register everything once and never modify (the usual EPOLLET idiom).
-      connection->interest = options_.edge_triggered ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN;
-      if (!watch(fd, connection->interest)) {
-        ctx.log->warn("epoll_ctl(add fd {}): {}", fd, std::strerror(errno));
-        continue;  // the connection closes as it goes out of scope
-      }
-      ctx.log->debug("fd {}: accepted", fd);
-      connections_[static_cast<std::size_t>(fd)] = std::move(connection);
-    }
-    return true;
+      connections_[static_cast<std::size_t>(fd)] = std::make_unique<Connection>(
+          Connection{EchoConnection(std::move(socket), ctx.high_water), interest});
+    });
   }
 
   // Write what is queued, then read and echo; close when the peer is done and all is sent.
   void on_ready(int fd, std::uint32_t revents, const ServerContext& ctx) {
-    Connection& c = *connections_[static_cast<std::size_t>(fd)];
-    IoStatus status = IoStatus::kWouldBlock;
-    if (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) status = c.buffer.flush(fd);
-    const bool readable = revents & (EPOLLIN | EPOLLERR | EPOLLHUP);
+    auto& slot = connections_[static_cast<std::size_t>(fd)];
     // Level-triggered: one read per wakeup keeps a flooding client from starving the others.
-    // Edge-triggered: the edge is gone once seen, so read until EAGAIN (or the high-water mark;
-    // the EPOLLOUT edge that follows draining brings us back here to read the rest).
-    while (status != IoStatus::kPeerGone && status != IoStatus::kError && !c.peer_done &&
-           c.buffer.wants_read() && (readable || options_.edge_triggered)) {
-      status = c.buffer.echo_once(fd, scratch_);
-      if (status == IoStatus::kEof) c.peer_done = true;
-      if (!options_.edge_triggered || status == IoStatus::kWouldBlock) break;
-    }
-
-    if (status == IoStatus::kPeerGone || status == IoStatus::kError ||
-        (c.peer_done && !c.buffer.wants_write())) {
-      if (status == IoStatus::kError) {
-        ctx.log->warn("fd {}: {} ({})", fd, std::strerror(c.buffer.error()),
-                      errno_name(c.buffer.error()));
-      }
-      ctx.log->debug("fd {}: closed", fd);
-      connections_[static_cast<std::size_t>(fd)].reset();
+    // Edge-triggered: the edge is gone once seen, so read until EAGAIN on every event (or the
+    // high-water mark; the EPOLLOUT edge that follows draining brings us back to read the rest).
+    const Readiness ready{options_.edge_triggered || (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)),
+                          (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0};
+    if (!slot->echo.on_ready(ready, scratch_, *ctx.log,
+                             options_.edge_triggered ? Reads::kUntilWouldBlock : Reads::kOne)) {
+      slot.reset();  // closed; the kernel dropped it from the epoll set
       return;
     }
     if (!options_.edge_triggered) {
-      std::uint32_t wanted = (!c.peer_done && c.buffer.wants_read() ? EPOLLIN : 0u) |
-                             (c.buffer.wants_write() ? EPOLLOUT : 0u);
-      if (wanted != c.interest) {
-        c.interest = wanted;
+      const std::uint32_t wanted =
+          (slot->echo.wants_read() ? EPOLLIN : 0u) | (slot->echo.wants_write() ? EPOLLOUT : 0u);
+      if (wanted != slot->interest) {
+        slot->interest = wanted;
         modify(fd, wanted);
       }
     }

@@ -58,13 +58,29 @@ po::options_description all_options(const PluginRegistry& registry) {
   return all;
 }
 
-void print_model_list(const PluginRegistry& registry) {
+// The --describe-model lines, which the conformance suite and scripts parse.
+void print_description(const LoadedPlugin& plugin) {
+  const PluginDescriptor& d = *plugin.descriptor;
+  std::printf("name: %s\nsummary: %s\ncapabilities: %s\nfile: %s\n", d.name, d.summary,
+              capability_names(d.capabilities).c_str(), plugin.path.c_str());
+}
+
+// "name  summary" per model; `detailed` (--list-models --describe-model) prints instead, per
+// model, its description plus the ABI version and build signature it was checked against.
+void print_model_list(const PluginRegistry& registry, bool detailed) {
   std::vector<const LoadedPlugin*> sorted;
   for (const auto& plugin : registry.plugins())
     sorted.push_back(&plugin);
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
   for (const auto* plugin : sorted) {
-    std::printf("%-12s %s\n", plugin->descriptor->name, plugin->descriptor->summary);
+    const PluginDescriptor& d = *plugin->descriptor;
+    if (!detailed) {
+      std::printf("%-12s %s\n", d.name, d.summary);
+      continue;
+    }
+    if (plugin != sorted.front()) std::printf("\n");
+    print_description(*plugin);
+    std::printf("abi: %u\nbuild: %s\n", d.abi_version, d.build_signature);
   }
 }
 
@@ -108,7 +124,7 @@ int run_echod(int argc, const char* const argv[]) {
 
   if (core.list_models) {
     report_problems(registry);
-    print_model_list(registry);
+    print_model_list(registry, core.describe_model);
     return 0;
   }
 
@@ -140,9 +156,7 @@ int run_echod(int argc, const char* const argv[]) {
   }
   report_problems(registry);
   if (core.describe_model) {
-    std::printf("name: %s\nsummary: %s\ncapabilities: %s\nfile: %s\n", plugin->descriptor->name,
-                plugin->descriptor->summary,
-                capability_names(plugin->descriptor->capabilities).c_str(), plugin->path.c_str());
+    print_description(*plugin);
     return 0;
   }
   return serve(core, settings, *plugin);

@@ -1,13 +1,21 @@
 #include "plugin_loader.hpp"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <sstream>
 #include <system_error>
+
+#include "echod/fd.hpp"
 
 #ifndef ECHOD_RELATIVE_PLUGIN_DIR
 #error "ECHOD_RELATIVE_PLUGIN_DIR must be set by the build"
@@ -25,20 +33,23 @@ std::string mode_text(mode_t mode) {
 
 // Loading code from a place anyone can write to runs anyone's code. A sticky directory such as
 // /tmp is still refused for the file itself, but accepted as a directory (only owners can replace
-// files there).
-std::string check_permissions(const fs::path& file) {
+// files there). Both the directory named and, for a symbolic link, the target's are checked.
+std::string check_permissions(const fs::path& file, const fs::path& canonical) {
+  const std::string why = "so anyone could replace the code echod would run; run chmod o-w on it";
   struct stat info {};
   if (::stat(file.c_str(), &info) != 0) return std::string("cannot stat: ") + std::strerror(errno);
   if (!S_ISREG(info.st_mode)) return "not a regular file";
   if (info.st_mode & S_IWOTH) {
     return "refusing to load: the file is writable by anyone (mode " + mode_text(info.st_mode) +
-           "); run chmod o-w on it";
+           "), " + why;
   }
-  const fs::path directory = file.parent_path().empty() ? fs::path(".") : file.parent_path();
-  if (::stat(directory.c_str(), &info) == 0 && (info.st_mode & S_IWOTH) &&
-      !(info.st_mode & S_ISVTX)) {
-    return "refusing to load: its directory " + directory.string() +
-           " is writable by anyone (mode " + mode_text(info.st_mode) + "); run chmod o-w on it";
+  for (const fs::path& path : {file, canonical}) {
+    const fs::path directory = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    if (::stat(directory.c_str(), &info) == 0 && (info.st_mode & S_IWOTH) &&
+        !(info.st_mode & S_ISVTX)) {
+      return "refusing to load: its directory " + directory.string() +
+             " is writable by anyone (mode " + mode_text(info.st_mode) + "), " + why;
+    }
   }
   return {};
 }
@@ -46,6 +57,203 @@ std::string check_permissions(const fs::path& file) {
 const char* last_dlerror() {
   const char* text = ::dlerror();
   return text != nullptr ? text : "unknown dlerror";
+}
+
+// Why a plugin with this ABI version and build signature cannot run in this echod, naming both
+// sides and, for the signature, the components that differ; empty if it can.
+std::string incompatibility(std::uint32_t abi_version, const std::string& signature) {
+  if (abi_version != kAbiVersion) {
+    return "incompatible model ABI: plugin has version " + std::to_string(abi_version) +
+           ", this echod needs version " + std::to_string(kAbiVersion) +
+           "; rebuild the model against this echod's SDK";
+  }
+  if (signature == ECHOD_BUILD_SIGNATURE) return {};
+  // Components are "name-version" words; list the ones whose versions differ.
+  auto words = [](const std::string& text) {
+    std::vector<std::string> list;
+    std::istringstream stream(text);
+    for (std::string word; stream >> word;)
+      list.push_back(word);
+    return list;
+  };
+  const auto plugin_words = words(signature);
+  std::string differences;
+  for (const auto& ours : words(ECHOD_BUILD_SIGNATURE)) {
+    const std::string component = ours.substr(0, ours.find('-') + 1);
+    auto theirs = std::find_if(plugin_words.begin(), plugin_words.end(), [&](const auto& word) {
+      return word.compare(0, component.size(), component) == 0;
+    });
+    if (theirs == plugin_words.end() || *theirs != ours) {
+      differences += (differences.empty() ? "" : ", ") +
+                     (theirs == plugin_words.end() ? component + "?" : *theirs) + " vs " + ours;
+    }
+  }
+  if (differences.empty()) differences = "the signatures differ";
+  return "built with a different toolchain (" + differences + "): plugin '" + signature +
+         "', echod '" + ECHOD_BUILD_SIGNATURE +
+         "'; rebuild the model with this echod's compiler and SDK";
+}
+
+// ---- The descriptor's frozen head, read from the file before dlopen() runs any plugin code ----
+// dlopen() runs a library's static initialisers, so a plugin built for another ABI or toolchain
+// could crash echod before any check. These two fields are therefore read from the ELF file
+// itself: the entry symbol's address from the dynamic symbol table, the ABI version at that
+// address, and the build signature through the relative relocation that fills that pointer.
+// Anything unexpected returns nothing, and the same checks then run after dlopen() instead.
+
+#if defined(__x86_64__)
+constexpr unsigned kElfMachine = EM_X86_64;
+constexpr unsigned kRelativeRelocation = R_X86_64_RELATIVE;
+#elif defined(__aarch64__)
+constexpr unsigned kElfMachine = EM_AARCH64;
+constexpr unsigned kRelativeRelocation = R_AARCH64_RELATIVE;
+#else
+constexpr unsigned kElfMachine = EM_NONE;  // no early check; dlopen() and the checks after it
+constexpr unsigned kRelativeRelocation = 0;
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+constexpr unsigned char kElfData = ELFDATA2LSB;
+#else
+constexpr unsigned char kElfData = ELFDATA2MSB;
+#endif
+
+// A whole file mapped read-only, with bounds-checked reads. Owned by the loading thread.
+class MappedFile {
+ public:
+  explicit MappedFile(const fs::path& path) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat info {};
+    if (!fd || ::fstat(fd.get(), &info) != 0 || info.st_size <= 0) return;
+    void* data = ::mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE,
+                        fd.get(), 0);
+    if (data == MAP_FAILED) return;
+    data_ = static_cast<const char*>(data);
+    size_ = static_cast<std::size_t>(info.st_size);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(const_cast<char*>(data_), size_);
+  }
+
+  template <typename T>
+  bool read(std::uint64_t offset, T& out) const {
+    if (offset > size_ || sizeof(T) > size_ - offset) return false;
+    std::memcpy(&out, data_ + offset, sizeof(T));
+    return true;
+  }
+  // The NUL-terminated text at `offset`, if it ends within `max` bytes.
+  std::optional<std::string> text(std::uint64_t offset, std::size_t max) const {
+    if (offset >= size_) return std::nullopt;
+    const std::size_t room = std::min<std::size_t>(max, size_ - offset);
+    const void* end = std::memchr(data_ + offset, '\0', room);
+    if (end == nullptr) return std::nullopt;
+    return std::string(data_ + offset, static_cast<const char*>(end));
+  }
+
+ private:
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+struct DescriptorHead {
+  std::uint32_t abi_version = 0;
+  std::optional<std::string> build_signature;  // absent when the pointer could not be followed
+};
+
+std::optional<DescriptorHead> read_descriptor_head(const fs::path& file) {
+  if (kElfMachine == EM_NONE) return std::nullopt;
+  const MappedFile image(file);
+  Elf64_Ehdr header{};
+  if (!image.read(0, header) || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 ||
+      header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != kElfData ||
+      header.e_type != ET_DYN || header.e_machine != kElfMachine ||
+      header.e_shentsize != sizeof(Elf64_Shdr) || header.e_phentsize != sizeof(Elf64_Phdr)) {
+    return std::nullopt;
+  }
+  auto section = [&](std::uint64_t index, Elf64_Shdr& out) {
+    return index < header.e_shnum && image.read(header.e_shoff + index * sizeof out, out);
+  };
+  // Where the byte at a (load-relative) virtual address sits in the file.
+  auto file_offset = [&](std::uint64_t address) -> std::optional<std::uint64_t> {
+    for (std::uint64_t i = 0; i < header.e_phnum; ++i) {
+      Elf64_Phdr segment{};
+      if (!image.read(header.e_phoff + i * sizeof segment, segment)) return std::nullopt;
+      if (segment.p_type == PT_LOAD && address >= segment.p_vaddr &&
+          address - segment.p_vaddr < segment.p_filesz) {
+        return segment.p_offset + (address - segment.p_vaddr);
+      }
+    }
+    return std::nullopt;
+  };
+
+  std::optional<std::uint64_t> address;
+  Elf64_Shdr table{};
+  for (std::uint64_t i = 0; i < header.e_shnum && !address; ++i) {
+    Elf64_Shdr names{};
+    if (!section(i, table) || table.sh_type != SHT_DYNSYM || !section(table.sh_link, names)) {
+      continue;
+    }
+    for (std::uint64_t j = 0; j < table.sh_size / sizeof(Elf64_Sym); ++j) {
+      Elf64_Sym symbol{};
+      if (!image.read(table.sh_offset + j * sizeof symbol, symbol)) break;
+      if (symbol.st_shndx == SHN_UNDEF || symbol.st_name >= names.sh_size) continue;
+      if (image.text(names.sh_offset + symbol.st_name, names.sh_size - symbol.st_name) ==
+          ECHOD_PLUGIN_SYMBOL) {
+        address = symbol.st_value;
+        break;
+      }
+    }
+  }
+  DescriptorHead head;
+  const auto abi_at = address ? file_offset(*address) : std::nullopt;
+  if (!abi_at || !image.read(*abi_at, head.abi_version)) return std::nullopt;
+
+  // The signature pointer: the addend of the relative relocation aimed at it, or the value
+  // stored in place (packed RELR relocations keep the addend there).
+  const std::uint64_t field = *address + offsetof(PluginDescriptor, build_signature);
+  std::optional<std::uint64_t> target;
+  for (std::uint64_t i = 0; i < header.e_shnum && !target; ++i) {
+    if (!section(i, table) || table.sh_type != SHT_RELA) continue;
+    for (std::uint64_t j = 0; j < table.sh_size / sizeof(Elf64_Rela); ++j) {
+      Elf64_Rela relocation{};
+      if (!image.read(table.sh_offset + j * sizeof relocation, relocation)) break;
+      if (relocation.r_offset == field) {
+        if (ELF64_R_TYPE(relocation.r_info) == kRelativeRelocation) {
+          target = static_cast<std::uint64_t>(relocation.r_addend);
+        }
+        break;
+      }
+    }
+  }
+  if (!target) {
+    std::uint64_t in_place = 0;
+    const auto field_at = file_offset(field);
+    if (field_at && image.read(*field_at, in_place) && in_place != 0) target = in_place;
+  }
+  if (const auto text_at = target ? file_offset(*target) : std::nullopt) {
+    head.build_signature = image.text(*text_at, 1024);
+  }
+  return head;
+}
+
+// Declares the model's options into a scratch description, as every run will, and checks that
+// each is named "<model>.<key>": any other name would clash with core's keys or another model's.
+std::string check_options(const PluginDescriptor& descriptor) {
+  boost::program_options::options_description options;
+  PluginError error;
+  if (!descriptor.declare_options(options, error)) {
+    return std::string("cannot declare its options: ") +
+           (*error.message != '\0' ? error.message : "no reason given");
+  }
+  const std::string prefix = std::string(descriptor.name) + ".";
+  for (const auto& option : options.options()) {
+    if (option->long_name().compare(0, prefix.size(), prefix) != 0) {
+      return "declares option '" + option->long_name() + "' outside its namespace; name it '" +
+             prefix + "<key>'";
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -61,7 +269,18 @@ bool PluginRegistry::load_file(const fs::path& file) {
     problems_.push_back({file, std::move(reason)});
     return false;
   };
-  if (std::string reason = check_permissions(file); !reason.empty()) return refuse(reason);
+  if (std::string reason = check_permissions(file, canonical); !reason.empty()) {
+    return refuse(reason);
+  }
+  // Versions first, from the file, so an incompatible plugin never runs a line of its code. A
+  // signature the file read could not follow is checked after dlopen() instead.
+  if (const auto head = read_descriptor_head(canonical)) {
+    if (std::string reason = incompatibility(head->abi_version,
+                                             head->build_signature.value_or(ECHOD_BUILD_SIGNATURE));
+        !reason.empty()) {
+      return refuse(reason);
+    }
+  }
 
   // RTLD_LOCAL: each plugin's entry symbol and internals stay private to it.
   void* raw = ::dlopen(canonical.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -74,16 +293,11 @@ bool PluginRegistry::load_file(const fs::path& file) {
     return refuse(std::string("not an echod model: no symbol '" ECHOD_PLUGIN_SYMBOL "' (") +
                   last_dlerror() + ")");
   }
-  // Only the first two fields are read before the versions are known to match.
-  if (descriptor->abi_version != kAbiVersion) {
-    return refuse("incompatible model ABI: plugin has version " +
-                  std::to_string(descriptor->abi_version) + ", this echod needs version " +
-                  std::to_string(kAbiVersion) + "; rebuild the model against this echod's SDK");
-  }
+  // The same checks on the loaded descriptor, for files the early read could not follow. Only
+  // the first two fields, frozen for every ABI version, are read before the versions match.
   const char* signature = descriptor->build_signature != nullptr ? descriptor->build_signature : "";
-  if (std::strcmp(signature, ECHOD_BUILD_SIGNATURE) != 0) {
-    return refuse(std::string("built against a different toolchain: plugin '") + signature +
-                  "', echod '" ECHOD_BUILD_SIGNATURE "'; rebuild the model with this echod's SDK");
+  if (std::string reason = incompatibility(descriptor->abi_version, signature); !reason.empty()) {
+    return refuse(reason);
   }
   if (descriptor->name == nullptr || *descriptor->name == '\0' || descriptor->summary == nullptr ||
       descriptor->declare_options == nullptr || descriptor->create == nullptr ||
@@ -94,6 +308,9 @@ bool PluginRegistry::load_file(const fs::path& file) {
     return refuse(std::string("duplicate model name '") + descriptor->name +
                   "': already provided by " + other->path.string());
   }
+  // Every run declares every loaded model's options, so a model that cannot is refused here,
+  // like any other broken plugin, instead of breaking runs that select another model.
+  if (std::string reason = check_options(*descriptor); !reason.empty()) return refuse(reason);
   plugins_.push_back({canonical, std::move(handle), descriptor});
   return true;
 }

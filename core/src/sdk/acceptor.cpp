@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "echod/errno_policy.hpp"
@@ -32,7 +33,7 @@ Acceptor::Result Acceptor::accept() noexcept {
       case ErrnoClass::kWouldBlock:
         return {Status::kWouldBlock, Fd()};
       case ErrnoClass::kOutOfDescriptors:
-        shed_one();
+        shed_pending();
         return {Status::kShed, Fd()};
       default:
         log_->error("accept: {} ({})", std::strerror(error), errno_name(error));
@@ -41,16 +42,32 @@ Acceptor::Result Acceptor::accept() noexcept {
   }
 }
 
-// Frees the spare descriptor, takes one pending connection with it and closes that at once, so
-// the peer sees a close instead of waiting in the queue, then re-arms the spare.
-void Acceptor::shed_one() noexcept {
-  if (shed_count_++ % 1000 == 0) {
-    log_->warn("out of file descriptors: closing new connections (shed so far: {})", shed_count_);
-  }
+// Frees the spare descriptor and uses it to take every connection waiting in the queue and
+// close it at once, so those peers see a close now instead of waiting in the queue for a
+// descriptor that may not come; then re-arms the spare. Bounded, so a connect flood cannot keep
+// the loop here.
+void Acceptor::shed_pending() noexcept {
+  constexpr int kMaxShedPerCall = 1024;
   spare_.reset();
-  int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-  if (fd >= 0) ::close(fd);
+  int shed = 0;
+  while (shed < kMaxShedPerCall) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      break;
+    }
+    ::close(fd);
+    ++shed;
+  }
   spare_ = open_spare();
+  shed_count_ += static_cast<unsigned long>(shed);
+  // Once per burst: a flood must not turn into a flood of log lines.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_warning_ >= kWarningInterval) {
+    last_warning_ = now;
+    log_->warn("out of file descriptors: closing new connections at once (shed so far: {})",
+               shed_count_);
+  }
 }
 
 }  // namespace echod

@@ -1,0 +1,145 @@
+// fork: one child process per connection, each running the blocking echo loop; the parent only
+// accepts, forks and reaps. A crashing connection takes down nothing but itself, paid for with
+// a fork() per connection and a process per client: loses to the event loops at high connection
+// rates or thousands of clients. At fork.max-children children it stops accepting; new clients
+// wait in the listen backlog.
+#include <poll.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <system_error>
+
+#include "echod/acceptor.hpp"
+#include "echod/backlog_burst.hpp"
+#include "echod/blocking_echo.hpp"
+#include "echod/process.hpp"
+#include "echod/server_model.hpp"
+#include "echod/stop.hpp"
+
+namespace {
+
+using namespace echod;
+namespace po = boost::program_options;
+
+struct Options {
+  int max_children = 1024;
+};
+
+// How long children get to close their connection after a stop before they are SIGKILLed.
+constexpr std::chrono::milliseconds kChildStopGrace{1000};
+
+class ForkModel final : public IServerModel {
+ public:
+  static void declare_options(po::options_description& options) {
+    const Options defaults;
+    // clang-format off
+    options.add_options()
+        ("fork.max-children", po::value<int>()->default_value(defaults.max_children),
+         "clients served at once, one child process each (1-65536); more wait in the listen "
+         "backlog");
+    // clang-format on
+  }
+
+  explicit ForkModel(const po::variables_map& settings)
+      : options_{settings["fork.max-children"].as<int>()} {
+    if (options_.max_children < 1 || options_.max_children > 65536) {
+      throw std::invalid_argument("fork.max-children must be between 1 and 65536");
+    }
+  }
+
+  int run(const ServerContext& ctx) noexcept override {
+    try {
+      return serve(ctx);
+    } catch (const std::system_error& e) {  // signal set-up failed
+      ctx.log->error("fork: {}", e.what());
+      return e.code().value();
+    } catch (const std::exception& e) {  // allocation failed
+      ctx.log->error("fork: {}", e.what());
+      return ENOMEM;
+    }
+  }
+
+ private:
+  int serve(const ServerContext& ctx) {
+    ChildProcesses children(ctx.log);
+    Acceptor acceptor(ctx.listen_fds.front(), ctx.log);
+    for (;;) {
+      // At the cap the listener is watched only until a client is seen waiting (logged once),
+      // then left out (poll ignores fd -1): clients queue in the backlog until a child exits.
+      const bool watch = children.count() < max_children() || !burst_.active();
+      pollfd pfds[3] = {{ctx.stop_fd, POLLIN, 0},
+                        {children.exit_fd(), POLLIN, 0},
+                        {watch ? acceptor.listen_fd() : -1, POLLIN, 0}};
+      if (::poll(pfds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        ctx.log->error("poll: {}", std::strerror(errno));
+        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+        continue;
+      }
+      if (pfds[0].revents != 0) break;
+      if (pfds[1].revents != 0) reap(children, ctx);
+      const bool full = children.count() >= max_children();
+      // During a burst a freed slot tries the backlog at once, to learn whether it is empty.
+      if (pfds[2].revents == 0 && (full || !burst_.active())) continue;
+      if (full) {
+        burst_.at_cap(max_children(), *ctx.log);
+      } else if (!accept_ready(acceptor, children, ctx) &&
+                 !sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) {
+        break;
+      }
+    }
+    // Every child sees stop_fd in serve_blocking, closes its connection and exits.
+    children.stop_all(kChildStopGrace);
+    return 0;
+  }
+
+  // Takes pending connections while below the cap, a child for each; the parent's copy of the
+  // connection closes at once. False when out of descriptors or processes: back off.
+  bool accept_ready(Acceptor& acceptor, ChildProcesses& children, const ServerContext& ctx) {
+    while (children.count() < max_children()) {
+      auto [status, connection] = burst_.accept(acceptor, *ctx.log);
+      if (status == Acceptor::Status::kWouldBlock) return true;
+      if (status != Acceptor::Status::kAccepted) return false;
+      const int fd = connection.get();
+      const pid_t pid = children.spawn([&] { return serve_child(std::move(connection), ctx); });
+      if (pid < 0) {
+        ctx.log->warn("fork: {}; closing the new connection", std::strerror(errno));
+        return false;
+      }
+      ctx.log->debug("fd {}: accepted, child {}", fd, pid);
+    }
+    return true;
+  }
+
+  // Child body: echo this one connection until the peer leaves or a stop.
+  static int serve_child(Fd connection, const ServerContext& ctx) {
+    for (int fd : ctx.listen_fds)
+      ::close(fd);  // the child's copies: it never accepts, and must not keep the port open
+    const ServeEnd end =
+        serve_blocking(std::move(connection), ctx.stop_fd, ctx.high_water, *ctx.log);
+    return end == ServeEnd::kFailed ? 1 : 0;
+  }
+
+  void reap(ChildProcesses& children, const ServerContext& ctx) {
+    for (const auto& exit : children.reap()) {
+      const bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
+      ctx.log->log(clean ? spdlog::level::debug : spdlog::level::warn, "child {} {}", exit.pid,
+                   describe_exit(exit.status));
+    }
+  }
+
+  [[nodiscard]] std::size_t max_children() const {
+    return static_cast<std::size_t>(options_.max_children);
+  }
+
+  Options options_;
+  BacklogBurst burst_{"children", "fork.max-children"};
+};
+
+}  // namespace
+
+ECHOD_PLUGIN(ForkModel, "fork",
+             "blocking, one child process per connection (capped by fork.max-children)",
+             echod::kCapConcurrent | echod::kCapForks)
