@@ -1,0 +1,218 @@
+// Models asio and coro with their io_context on two threads (<model>.threads=2): many clients
+// at once, a client that stops reading beside busy ones, a stop with clients connected, and
+// option validation. test/models/coro.cpp compiles this file with ECHOD_ASIO_TEST_MODEL "coro":
+// both models promise the same behaviour through the same option, so one text tests both.
+#define CATCH_CONFIG_MAIN
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "echod_test.hpp"
+
+#ifndef ECHOD_ASIO_TEST_MODEL
+#define ECHOD_ASIO_TEST_MODEL "asio"
+#endif
+
+using namespace echod::test;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const std::string kModel = ECHOD_ASIO_TEST_MODEL;
+const std::string kThreadsKey = kModel + ".threads";
+// echod's main thread runs the io_context too, so threads=2 starts exactly one more thread.
+constexpr int kThreads = 2;
+constexpr std::size_t KiB = 1024;
+constexpr std::size_t MiB = 1024 * KiB;
+
+std::vector<std::string> two_threads() {
+  return model_args(kModel, {"threads=" + std::to_string(kThreads)});
+}
+
+// The second thread starts right after the listening line.
+void wait_for_threads(const EchodProcess& echod) {
+  REQUIRE(wait_for_thread_count(echod.pid(), kThreads, 5s));
+}
+
+// Random messages of 1 byte to 64 KiB, each echoed and compared before the next.
+Outcome echo_random(TestClient& client, std::uint64_t seed, int messages) {
+  Rng rng(seed);
+  for (int i = 0; i < messages; ++i) {
+    const std::string message = rng.bytes(rng.between(1, 64 * KiB));
+    if (Outcome echoed = client.echo(message, 20s); !echoed) {
+      return Outcome::failure("message " + std::to_string(i) + " of " +
+                              std::to_string(message.size()) + " bytes: " + echoed.error);
+    }
+  }
+  return {};
+}
+
+// What a client sent without reading: the prefix of `chunk` each try_send took, in order.
+struct Pushed {
+  std::string chunk;
+  std::vector<std::size_t> taken;
+  std::size_t total = 0;
+
+  // Sends `chunk` until the socket has taken nothing for `quiet` or `cap` bytes went out.
+  Outcome push(TestClient& client, Millis quiet, std::size_t cap) {
+    for (auto last = Clock::now(); total < cap && Clock::now() - last < quiet;) {
+      const std::ptrdiff_t n = client.try_send(chunk);
+      if (n < 0) return Outcome::failure("send failed after " + std::to_string(total) + " bytes");
+      if (n == 0) {
+        std::this_thread::sleep_for(1ms);
+        continue;
+      }
+      taken.push_back(static_cast<std::size_t>(n));
+      total += static_cast<std::size_t>(n);
+      last = Clock::now();
+    }
+    return {};
+  }
+
+  // The bytes an in-order echo of everything pushed consists of.
+  [[nodiscard]] std::string expected() const {
+    std::string bytes;
+    bytes.reserve(total);
+    for (std::size_t n : taken)
+      bytes.append(chunk, 0, n);
+    return bytes;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("50 concurrent clients each get their random data back in order") {
+  constexpr int kClients = 50;
+  EchodProcess echod(two_threads());
+  wait_for_threads(echod);
+  // All connected before any echoes, so the two threads serve all 50 at once.
+  std::vector<TestClient> clients;
+  for (int i = 0; i < kClients; ++i)
+    clients.push_back(connect_client(echod.port()));
+
+  std::vector<Outcome> outcomes(kClients);
+  {
+    std::vector<std::jthread> workers;
+    for (int i = 0; i < kClients; ++i) {
+      workers.emplace_back([&, i] {
+        TestClient& client = clients[static_cast<std::size_t>(i)];
+        outcomes[i] = echo_random(client, 1000 + static_cast<std::uint64_t>(i), 20);
+        // One payload far larger than the server's buffer: its echo is many partial writes.
+        if (outcomes[i]) outcomes[i] = client.echo(random_bytes(MiB, 2000 + i), 30s);
+      });
+    }
+  }
+  for (int i = 0; i < kClients; ++i) {
+    INFO("client " << i << " (seeds " << 1000 + i << ", " << 2000 + i << ")");
+    CHECK(outcomes[i]);
+  }
+  CHECK(thread_count(echod.pid()) == kThreads);
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("a client that stops reading is held back while the others are served") {
+  constexpr std::size_t kCap = 256 * MiB;  // a server that buffered without bound takes it all
+  EchodProcess echod(two_threads());
+  wait_for_threads(echod);
+  ConnectOptions small_window;
+  small_window.receive_buffer = 4 * KiB;
+  TestClient stuck = connect_client(echod.port(), small_window);
+
+  constexpr int kOthers = 8;
+  std::vector<TestClient> others;
+  for (int i = 0; i < kOthers; ++i)
+    others.push_back(connect_client(echod.port()));
+  std::atomic<bool> pushing{true};
+  std::vector<Outcome> outcomes(kOthers);
+  std::vector<int> rounds(kOthers, 0);
+  Pushed pushed{random_bytes(64 * KiB, 7), {}, 0};
+  Outcome push_result;
+  {
+    // The others echo for as long as the stuck client pushes, and at least 20 times.
+    std::vector<std::jthread> workers;
+    for (int i = 0; i < kOthers; ++i) {
+      workers.emplace_back([&, i] {
+        Rng rng(100 + static_cast<std::uint64_t>(i));
+        while (outcomes[i] && (pushing || rounds[i] < 20)) {
+          outcomes[i] = others[i].echo(rng.bytes(rng.between(1, 4 * KiB)), 10s);
+          ++rounds[i];
+        }
+      });
+    }
+    push_result = pushed.push(stuck, 1s, kCap);
+    pushing = false;
+  }
+  INFO("the stuck client pushed " << pushed.total << " bytes before the server stopped reading");
+  REQUIRE(push_result);
+  CHECK(pushed.total < kCap);
+  for (int i = 0; i < kOthers; ++i) {
+    INFO("other client " << i << " after " << rounds[i] << " echoes");
+    CHECK(outcomes[i]);
+  }
+
+  // Reading again releases the backpressure: everything comes back, in order.
+  const Received echoed = stuck.recv_exact(pushed.total, 60s);
+  REQUIRE(echoed);
+  REQUIRE(same_bytes(echoed.data, pushed.expected()));
+  REQUIRE(stuck.echo("still served"));
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("SIGTERM with clients connected closes them all and exits 0") {
+  EchodProcess echod(two_threads());
+  wait_for_threads(echod);
+  std::vector<TestClient> clients;
+  clients.reserve(12);  // references to elements are taken below
+  for (int i = 0; i < 10; ++i) {
+    clients.push_back(connect_client(echod.port()));
+    REQUIRE(clients.back().echo("idle " + std::to_string(i)));
+  }
+  ConnectOptions small_window;
+  small_window.receive_buffer = 4 * KiB;
+  TestClient& stuck = clients.emplace_back(connect_client(echod.port(), small_window));
+  Pushed pushed{random_bytes(64 * KiB, 9), {}, 0};
+  REQUIRE(pushed.push(stuck, 300ms, 256 * MiB));  // the server now waits to write to it
+  REQUIRE(pushed.total > 0);
+
+  TestClient& streaming = clients.emplace_back(connect_client(echod.port()));
+  std::atomic<int> streamed{0};
+  std::jthread streamer([&](const std::stop_token& stop) {
+    Rng rng(10);
+    while (!stop.stop_requested() && streaming.echo(rng.bytes(rng.between(1, 4 * KiB)), 5s)) {
+      ++streamed;
+    }
+  });
+  REQUIRE(eventually([&] { return streamed >= 10; }, 5s, 1ms));
+
+  // run() returns only after joining its threads; a thread left running would make the exit
+  // status 134 (std::terminate) or miss the deadline instead of 0.
+  echod.signal(SIGTERM);
+  const std::optional<ExitStatus> status = echod.wait_exit(3s);
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+  streamer.request_stop();
+  streamer.join();
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    INFO("client " << i);
+    CHECK(clients[i].is_closed_by_peer(2s));
+  }
+  CHECK(thread_count(echod.pid()) == -1);  // reaped: no thread of it is left
+  CHECK(echod.log().find("failed") == std::string::npos);
+}
+
+TEST_CASE("the thread count is validated") {
+  for (const char* threads : {"0", "-1", "1025"}) {
+    CAPTURE(threads);
+    CHECK(option_rejected(kModel, "--" + kThreadsKey + "=" + threads,
+                          kThreadsKey + " must be between 1 and 1024"));
+  }
+}

@@ -1,0 +1,125 @@
+// Model fork: its cap (fork.max-children), reaping children, no child left after a stop.
+#define CATCH_CONFIG_MAIN
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "echod_test.hpp"
+
+using namespace echod::test;
+
+namespace {
+
+constexpr int kCap = 2;
+const std::string kFullLine = "children busy (fork.max-children)";
+
+EchodProcess start_capped() {
+  return EchodProcess(model_args("fork", {"max-children=" + std::to_string(kCap)}));
+}
+
+std::size_t children_of(const EchodProcess& echod) {
+  return descendant_pids(echod.pid()).size();
+}
+
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++count;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("the client past max-children waits in the backlog until a served one leaves") {
+  EchodProcess echod = start_capped();
+  std::vector<TestClient> clients = connect_served(echod.port(), kCap);
+  CHECK(children_of(echod) == kCap);
+
+  // Its handshake completes (the kernel queues it), but no child is forked for it yet.
+  TestClient waiting = connect_waiting(echod.port());
+  CHECK(not_served_within(waiting, 7));
+  CHECK(children_of(echod) == kCap);
+  for (auto& client : clients)
+    REQUIRE(client.echo("still served"));
+
+  clients.front().close();
+  REQUIRE(receives(waiting, "waiting"));
+  CHECK(children_of(echod) <= kCap);
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("reaching the cap is logged once per burst, not once per waiting client") {
+  EchodProcess echod = start_capped();
+  std::vector<TestClient> clients = connect_served(echod.port(), kCap);
+  std::vector<TestClient> waiting;
+  for (int i = 0; i < 4; ++i) {
+    waiting.push_back(connect_waiting(echod.port(), "w" + std::to_string(i)));
+  }
+  REQUIRE(echod.wait_for_log(kFullLine));
+  // Served two at a time: each close lets one waiting client in, at the cap again each time;
+  // the burst ends when a free child finds the backlog empty.
+  clients.clear();
+  for (int i = 0; i < 4; ++i) {
+    REQUIRE(waiting[i].recv_exact(2, Millis{5000}));
+    waiting[i].close();
+  }
+  REQUIRE(echod.wait_for_log("no client waits any more (4 taken from the backlog)"));
+  CHECK(occurrences(echod.log(), kFullLine) == 1);
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("children of closed connections are reaped: no zombies are left") {
+  EchodProcess echod = EchodProcess({"--model", "fork"});
+  for (int round = 0; round < 5; ++round) {
+    std::vector<TestClient> clients = connect_served(echod.port(), 4);
+    CHECK(children_of(echod) == 4);
+    clients.clear();
+    // descendant_pids lists zombies too: an empty list means every child was reaped.
+    REQUIRE(eventually([&] { return children_of(echod) == 0; }));
+  }
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("a child killed by a signal ends its own connection only and frees its slot") {
+  EchodProcess echod = start_capped();
+  std::vector<TestClient> clients;
+  clients.push_back(connect_client(echod.port()));
+  REQUIRE(clients[0].echo("first"));
+  const std::vector<pid_t> first_child = descendant_pids(echod.pid());
+  REQUIRE(first_child.size() == 1);
+  clients.push_back(connect_client(echod.port()));
+  REQUIRE(clients[1].echo("second"));
+  TestClient waiting = connect_waiting(echod.port());
+
+  // SIGTERM to a child ends that child (its default action there), not the server.
+  REQUIRE(::kill(first_child.front(), SIGTERM) == 0);
+  CHECK(clients[0].is_closed_by_peer(Millis{2000}));
+  REQUIRE(receives(waiting, "waiting"));
+  CHECK(clients[1].echo("still served"));
+  CHECK(echod.running());
+  REQUIRE(echod.stop() == 0);
+}
+
+TEST_CASE("a stop closes every client and leaves no child process behind") {
+  EchodProcess echod = start_capped();
+  std::vector<TestClient> clients = connect_served(echod.port(), kCap);
+  TestClient waiting = connect_client(echod.port());
+  const std::vector<ProcessIdentity> children = descendant_identities(echod.pid());
+  REQUIRE(children.size() == kCap);
+
+  REQUIRE(echod.stop(Millis{5000}) == 0);
+  for (auto& client : clients)
+    CHECK(client.is_closed_by_peer(Millis{2000}));
+  CHECK(waiting.is_closed_by_peer(Millis{2000}));
+  for (const auto& child : children)
+    CHECK_FALSE(is_running(child));
+}
+
+TEST_CASE("fork options are validated") {
+  for (const char* argument : {"--fork.max-children=0", "--fork.max-children=65537"}) {
+    CHECK(option_rejected("fork", argument, "fork.max-children must be between 1 and 65536"));
+  }
+}
