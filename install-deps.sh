@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
-  netcat-openbsd socat python3 procps
+  netcat-openbsd socat python3 procps util-linux
 )
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
