@@ -14,7 +14,7 @@
 #include "addresses.hpp"
 #include "clock.hpp"
 #include "error_counts.hpp"
-#include "unique_fd.hpp"
+#include "echod/fd.hpp"
 
 namespace echod::bench {
 
@@ -80,7 +80,7 @@ class Connection {
   void compact();
 
   std::uint64_t id_;  // global connection number: payload contents and error reports
-  UniqueFd fd_;
+  Fd fd_;
   State state_ = State::kClosed;
   std::uint32_t generation_ = 0;
   std::uint32_t registered_events_ = 0;

@@ -19,7 +19,7 @@
 #include "options.hpp"
 #include "run_control.hpp"
 #include "stats.hpp"
-#include "unique_fd.hpp"
+#include "echod/fd.hpp"
 
 namespace echod::bench {
 
@@ -126,7 +126,7 @@ class Worker {
   const Nanos connect_timeout_;
   const Nanos reply_timeout_;
   const Nanos sweep_interval_;
-  UniqueFd epoll_;
+  Fd epoll_;
   std::vector<epoll_event> events_;
   std::vector<char> scratch_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
