@@ -11,6 +11,7 @@
 
 #include "echod/acceptor.hpp"
 #include "echod/echo_connection.hpp"
+#include "echod/errno_policy.hpp"
 #include "echod/server_model.hpp"
 
 namespace {
@@ -62,11 +63,11 @@ class EpollModel final : public IServerModel {
  private:
   int serve(const ServerContext& ctx) {
     epoll_ = Fd(::epoll_create1(EPOLL_CLOEXEC));
-    if (!epoll_) return log_failure(ctx, "epoll_create1");
-    if (!watch(ctx.stop_fd, EPOLLIN)) return log_failure(ctx, "epoll_ctl(stop)");
+    if (!epoll_) return log_call_failure(*ctx.log, "epoll_create1", errno);
+    if (!watch(ctx.stop_fd, EPOLLIN)) return log_call_failure(*ctx.log, "epoll_ctl(stop)", errno);
     for (int fd : ctx.listen_fds) {
       acceptors_.push_back(std::make_unique<Acceptor>(fd, ctx.log));
-      if (!watch(fd, EPOLLIN)) return log_failure(ctx, "epoll_ctl(listener)");
+      if (!watch(fd, EPOLLIN)) return log_call_failure(*ctx.log, "epoll_ctl(listener)", errno);
     }
 
     std::vector<epoll_event> events(static_cast<std::size_t>(options_.max_events));
@@ -75,7 +76,7 @@ class EpollModel final : public IServerModel {
       int ready = ::epoll_wait(epoll_.get(), events.data(), options_.max_events, accept_pause_ms);
       if (ready < 0) {
         if (errno == EINTR) continue;
-        return log_failure(ctx, "epoll_wait");
+        return log_call_failure(*ctx.log, "epoll_wait", errno);
       }
       if (ready == 0 && accept_pause_ms >= 0) {  // the pause is over: listen again
         for (auto& acceptor : acceptors_)
@@ -163,12 +164,6 @@ class EpollModel final : public IServerModel {
     }
     return nullptr;
   }
-  static int log_failure(const ServerContext& ctx, const char* call) {
-    int error = errno;
-    ctx.log->error("{}: {}", call, std::strerror(error));
-    return error;
-  }
-
   Options options_;
   Fd epoll_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;

@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,6 +15,7 @@
 
 #include "echod/acceptor.hpp"
 #include "echod/blocking_echo.hpp"
+#include "echod/errno_policy.hpp"
 #include "echod/server_model.hpp"
 #include "echod/stop.hpp"
 
@@ -60,7 +60,7 @@ class PrethreadModel final : public IServerModel {
   // (rather than stop_fd itself) lets a pool that could not be started completely be stopped.
   int run(const ServerContext& ctx) noexcept override {
     quit_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!quit_) return log_failure(ctx, "eventfd", errno);
+    if (!quit_) return log_call_failure(*ctx.log, "eventfd", errno);
     acceptor_.emplace(ctx.listen_fds.front(), ctx.log);
     std::vector<std::thread> pool;
     int result = 0;
@@ -69,9 +69,9 @@ class PrethreadModel final : public IServerModel {
       while (pool.size() < pool.capacity())
         pool.emplace_back([this, &ctx] { work(ctx); });
     } catch (const std::system_error& e) {
-      result = log_failure(ctx, "starting the thread pool", e.code().value());
+      result = log_call_failure(*ctx.log, "starting the thread pool", e.code().value());
     } catch (...) {  // bad_alloc from reserve
-      result = log_failure(ctx, "starting the thread pool", ENOMEM);
+      result = log_call_failure(*ctx.log, "starting the thread pool", ENOMEM);
     }
     if (result == 0) {
       while (sleep_unless_stopped(ctx.stop_fd, -1)) {
@@ -136,11 +136,6 @@ class PrethreadModel final : public IServerModel {
         return {};
       }
     }
-  }
-
-  static int log_failure(const ServerContext& ctx, const char* what, int error) {
-    ctx.log->error("prethread: {}: {}", what, std::strerror(error));
-    return error;
   }
 
   Options options_;

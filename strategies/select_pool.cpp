@@ -79,7 +79,7 @@ class SelectPoolModel final : public IServerModel {
   int run(const ServerContext& ctx) noexcept override {
     high_water_ = std::max<std::size_t>(ctx.high_water, 1);
     wake_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!wake_) return log_failure(ctx, "eventfd", errno);
+    if (!wake_) return log_call_failure(*ctx.log, "eventfd", errno);
     std::vector<std::thread> pool;
     int result = 0;
     try {
@@ -87,9 +87,9 @@ class SelectPoolModel final : public IServerModel {
         pool.emplace_back([this, &ctx] { work(ctx); });
       result = serve(ctx);
     } catch (const std::system_error& e) {
-      result = log_failure(ctx, "starting the worker threads", e.code().value());
+      result = log_call_failure(*ctx.log, "starting the worker threads", e.code().value());
     } catch (const std::exception& e) {  // allocation failure: give up cleanly
-      result = log_failure(ctx, e.what(), ENOMEM);
+      result = log_call_failure(*ctx.log, e.what(), ENOMEM);
     }
     {
       std::lock_guard lock(mutex_);
@@ -137,7 +137,7 @@ class SelectPoolModel final : public IServerModel {
       if (::select(max_fd_ + 1, &read_set_, &write_set_, nullptr, accepting ? nullptr : &timeout) <
           0) {
         if (errno == EINTR) continue;
-        return log_failure(ctx, "select", errno);
+        return log_call_failure(*ctx.log, "select", errno);
       }
       if (FD_ISSET(ctx.stop_fd, &read_set_)) return 0;
       eventfd_t wakeups;
@@ -276,10 +276,6 @@ class SelectPoolModel final : public IServerModel {
     if (read) FD_SET(fd, &read_set_);
     if (write) FD_SET(fd, &write_set_);
     if (read || write) max_fd_ = std::max(max_fd_, fd);
-  }
-  static int log_failure(const ServerContext& ctx, const char* call, int error) {
-    ctx.log->error("{}: {}", call, std::strerror(error));
-    return error;
   }
 
   Options options_;

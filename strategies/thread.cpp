@@ -13,6 +13,7 @@
 #include "echod/acceptor.hpp"
 #include "echod/backlog_burst.hpp"
 #include "echod/blocking_echo.hpp"
+#include "echod/errno_policy.hpp"
 #include "echod/server_model.hpp"
 #include "echod/stop.hpp"
 
@@ -64,7 +65,7 @@ class ThreadModel final : public IServerModel {
       return ENOMEM;
     }
     done_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!done_) return log_failure(ctx, "eventfd");
+    if (!done_) return log_call_failure(*ctx.log, "eventfd", errno);
     pthread_attr_t attr;
     ::pthread_attr_init(&attr);
     if (options_.stack_size_kib != 0) {
@@ -81,7 +82,7 @@ class ThreadModel final : public IServerModel {
                         {watch ? acceptor.listen_fd() : -1, POLLIN, 0}};
       if (::poll(pfds, 3, -1) < 0) {
         if (errno == EINTR) continue;
-        log_failure(ctx, "poll");
+        log_call_failure(*ctx.log, "poll", errno);
         if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
         continue;
       }
@@ -164,12 +165,6 @@ class ThreadModel final : public IServerModel {
       free_slots_.push_back(index);
     }
     reaped_.clear();
-  }
-
-  static int log_failure(const ServerContext& ctx, const char* call) {
-    int error = errno;
-    ctx.log->error("{}: {}", call, std::strerror(error));
-    return error;
   }
 
   Options options_;

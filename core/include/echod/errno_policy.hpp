@@ -4,6 +4,10 @@
 
 #include <string_view>
 
+namespace spdlog {
+class logger;
+}
+
 namespace echod {
 
 enum class ErrnoClass {
@@ -19,5 +23,9 @@ enum class ErrnoClass {
 
 // "recv: Connection reset by peer (ECONNRESET)" style text for logs.
 [[nodiscard]] const char* errno_name(int error) noexcept;
+
+// Logs "CALL: reason (ENAME)" at error level and returns `error`: for a loop whose set-up or wait
+// failed, so that run() returns that errno.
+int log_call_failure(spdlog::logger& log, std::string_view call, int error) noexcept;
 
 }  // namespace echod

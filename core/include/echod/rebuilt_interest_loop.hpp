@@ -6,12 +6,12 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "echod/acceptor.hpp"
 #include "echod/echo_connection.hpp"
+#include "echod/errno_policy.hpp"
 #include "echod/server_model.hpp"
 
 namespace echod {
@@ -58,9 +58,7 @@ int run_rebuilt_interest_loop(const ServerContext& ctx, const char* call, Multip
                   std::chrono::ceil<std::chrono::milliseconds>(resume_accepting - now).count());
     if (mux.wait(timeout_ms) < 0) {
       if (errno == EINTR) continue;
-      const int error = errno;
-      ctx.log->error("{}: {}", call, std::strerror(error));
-      return error;
+      return log_call_failure(*ctx.log, call, errno);
     }
     if (mux.readiness(stop_slot).readable) return 0;  // `connections` closes every client
 

@@ -1,5 +1,7 @@
 #include "echod/errno_policy.hpp"
 
+#include <spdlog/logger.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -39,6 +41,11 @@ ErrnoClass classify_errno(int error) noexcept {
 const char* errno_name(int error) noexcept {
   const char* name = strerrorname_np(error);
   return name != nullptr ? name : "E?";
+}
+
+int log_call_failure(spdlog::logger& log, std::string_view call, int error) noexcept {
+  log.error("{}: {} ({})", call, std::strerror(error), errno_name(error));
+  return error;
 }
 
 }  // namespace echod
