@@ -7,7 +7,8 @@
 # replaced by WORK. With WORK, the directory is made afresh (mode 0755), COPY is copied into it,
 # and then the copy and the directory get FILE_MODE and DIR_MODE: the world-writable cases.
 # PLUGIN_PATH sets ECHOD_PLUGIN_PATH for echod. A crash is never a pass: a signal makes the
-# status a text such as "Segmentation fault", which matches no expected number.
+# status a text such as "Segmentation fault", which matches no expected number. The checks are
+# those of test/check_output.cmake.
 # -P scripts start with every policy unset: ask for today's behaviour (CMP0053 would otherwise
 # expand "@WORK@" in quoted arguments before string(REPLACE) sees it).
 cmake_minimum_required(VERSION 3.25)
@@ -44,26 +45,4 @@ if(DEFINED WORK)  # leave nothing world-writable behind
   execute_process(COMMAND chmod -R o-w "${WORK}")
 endif()
 
-set(failures "")
-if(NOT status STREQUAL EXPECT_EXIT)
-  string(APPEND failures "expected exit status ${EXPECT_EXIT}, got ${status}\n")
-endif()
-if(DEFINED EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
-  string(APPEND failures "stdout does not match: ${EXPECT_STDOUT}\n")
-endif()
-if(DEFINED REJECT_STDOUT AND out MATCHES "${REJECT_STDOUT}")
-  string(APPEND failures "stdout must not match: ${REJECT_STDOUT}\n")
-endif()
-if(DEFINED EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
-  string(APPEND failures "stderr does not match: ${EXPECT_STDERR}\n")
-endif()
-if(DEFINED STDERR_LINES)
-  string(REGEX MATCHALL "\n" newlines "${err}")
-  list(LENGTH newlines lines)
-  if(NOT lines EQUAL STDERR_LINES OR NOT (err STREQUAL "" OR err MATCHES "\n$"))
-    string(APPEND failures "expected ${STDERR_LINES} complete line(s) on stderr, got ${lines}\n")
-  endif()
-endif()
-if(failures)
-  message(FATAL_ERROR "${failures}")
-endif()
+include("${CMAKE_CURRENT_LIST_DIR}/../check_output.cmake")
