@@ -363,9 +363,10 @@ TEST_CASE("slow reader backpressure", "[concurrent]") {
   REQUIRE(server.running());
 }
 
-// SIGTERM while clients are connected: idle ones, one the server is blocked writing to, and
-// one streaming. echod exits with status 0 within 2 s, every client sees its connection closed,
-// and no process echod started survives it.
+// SIGTERM twice while clients are connected (a drain, then the stop at once): idle ones, one
+// the server is blocked writing to, and one streaming. echod exits with status 0 within 2 s of
+// the second signal, every client sees its connection closed, and no process echod started
+// survives it.
 TEST_CASE("SIGTERM with clients") {
   constexpr std::uint64_t kSeed = 9;
   CAPTURE(kSeed);
@@ -413,6 +414,10 @@ TEST_CASE("SIGTERM with clients") {
                         << " echoes streamed");
   if (concurrent) REQUIRE(streamed >= 10);
 
+  // The first signal begins a drain (the clients above would be served on until they leave);
+  // the second stops at once.
+  server.signal(SIGTERM);
+  REQUIRE(server.wait_for_log("draining", 2s));
   server.signal(SIGTERM);
   const std::optional<ExitStatus> status = server.wait_exit(2s);
   REQUIRE(status.has_value());
