@@ -169,13 +169,12 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
   const int listen_fds[] = {listener.fd.get()};
   shut_down_on_drain(listen_fds);
   if (endpoint.draining()) ::shutdown(listener.fd.get(), SHUT_RDWR);  // a signal came first
-  log->info("listening on {} model={}", listener.address, core.model);
-
   ServerContext context{listen_fds,      log->clone(core.model), settings, stop.stop_fd,
                         core.high_water, stop.drain_fd,          &endpoint};
   int result;
   {
-    DrainReporter reporter(core, stop, endpoint, *log);
+    DrainReporter reporter(core, stop, endpoint, *log);  // before the line tests wait for
+    log->info("listening on {} model={}", listener.address, core.model);
     result = instance.model().run(context);
   }
   if (result == 0 && endpoint.phase() == Phase::kDraining) log->info("drain complete");

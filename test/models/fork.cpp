@@ -119,7 +119,10 @@ TEST_CASE("a stop closes every client and leaves no child process behind") {
 }
 
 TEST_CASE("fork options are validated") {
-  for (const char* argument : {"--fork.max-children=0", "--fork.max-children=65537"}) {
-    CHECK(option_rejected("fork", argument, "fork.max-children must be between 1 and 65536"));
+  for (const char* argument :
+       {"--fork.max-children=0", "--fork.max-children=65537", "--fork.max-children=-1"}) {
+    CHECK(option_rejected(
+        "fork", argument,
+        "'--fork.max-children' is invalid: must be a whole number between 1 and 65536"));
   }
 }

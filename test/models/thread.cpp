@@ -17,8 +17,8 @@ using namespace echod::test;
 namespace {
 
 // Threads of an idle echod besides the model's own: its main thread, which runs the model's
-// accept loop. Every connection adds exactly one.
-constexpr int kCoreThreads = 1;
+// accept loop, and core's drain reporter. Every connection adds exactly one.
+constexpr int kCoreThreads = 2;
 constexpr int kCap = 4;
 
 long vm_size_kib(pid_t pid) {
@@ -131,8 +131,14 @@ TEST_CASE("a stop at the cap closes every served client and joins every thread")
 
 TEST_CASE("thread options are validated") {
   const std::pair<const char*, const char*> cases[] = {
-      {"--thread.max-threads=0", "thread.max-threads must be between 1 and 65536"},
-      {"--thread.max-threads=65537", "thread.max-threads must be between 1 and 65536"},
+      {"--thread.max-threads=0",
+       "'--thread.max-threads' is invalid: must be a whole number between 1 and 65536"},
+      {"--thread.max-threads=65537",
+       "'--thread.max-threads' is invalid: must be a whole number between 1 and 65536"},
+      {"--thread.max-threads=-1",
+       "'--thread.max-threads' is invalid: must be a whole number between 1 and 65536"},
+      {"--thread.stack-size=-1",
+       "'--thread.stack-size' is invalid: must be a whole number between 0 and 1048576"},
       {"--thread.stack-size=100", "thread.stack-size must be 0 or between 256"},
   };
   for (const auto& [argument, message] : cases)

@@ -356,7 +356,9 @@ std::optional<ExitStatus> EchodProcess::wait_exit(Millis timeout) {
 }
 
 std::optional<ExitStatus> EchodProcess::stop(Millis timeout) {
-  signal(SIGTERM);
+  signal(SIGTERM);  // a drain: over at once when no client is connected
+  if (auto status = wait_exit(Millis{300})) return status;
+  signal(SIGTERM);  // clients are: the second signal stops at once
   return wait_exit(timeout);
 }
 

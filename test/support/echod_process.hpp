@@ -63,7 +63,9 @@ class EchodProcess {
   // Waits for echod to exit and reaps it; nullopt if it is still running after `timeout`.
   // Once reaped, returns the same status again at once.
   std::optional<ExitStatus> wait_exit(Millis timeout);
-  // SIGTERM, then wait_exit(timeout).
+  // The operator's stop: SIGTERM (a drain, over at once without clients) and, if echod is still
+  // running 300 ms later, SIGTERM again (stop now); then wait_exit(timeout). Tests of the drain
+  // itself send signal(SIGTERM) and wait as they need.
   std::optional<ExitStatus> stop(Millis timeout = Millis{10000});
   // True until echod has exited (does not reap).
   [[nodiscard]] bool running() const;
