@@ -19,14 +19,19 @@ def log(*args):
     pass
 
 
+def announce(sock):
+    """The line a sweep waits for, printed once serving starts (inside the stop handler's try)."""
+    print('listening on {}:{} model=py-asyncio'.format(*sock.getsockname()), file=sys.stderr,
+          flush=True)
+
+
 def create_server_socket(host, port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setblocking(False)
     sock.bind((host, port))
     sock.listen(256)
-    print('listening on {}:{} model=py-asyncio'.format(*sock.getsockname()),
-          file=sys.stderr, flush=True)
+    log('Server Run Port:{}'.format(port))
     return sock
 
 
@@ -62,6 +67,7 @@ if __name__ == '__main__':
     server_sock = create_server_socket(sys.argv[1], int(sys.argv[2]))
 
     try:
+        announce(server_sock)
         event_loop.run_until_complete(accept(event_loop, server_sock))
     except KeyboardInterrupt:
         event_loop.close()

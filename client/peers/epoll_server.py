@@ -19,13 +19,18 @@ def log(*args):
     pass
 
 
+def announce(sock):
+    """The line a sweep waits for, printed once serving starts (inside the stop handler's try)."""
+    print('listening on {}:{} model=py-epoll'.format(*sock.getsockname()), file=sys.stderr,
+          flush=True)
+
+
 def create_server_socket(host, port):
     server_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server_sock.bind((host, port))
     server_sock.listen(256)
-    print('listening on {}:{} model=py-epoll'.format(*server_sock.getsockname()),
-          file=sys.stderr, flush=True)
+    log('Server Run Port:{}'.format(port))
     return server_sock
 
 
@@ -73,6 +78,7 @@ if __name__ == '__main__':
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     server_sock = create_server_socket(sys.argv[1], int(sys.argv[2]))
     try:
+        announce(server_sock)
         accept_loop(server_sock)
     except KeyboardInterrupt:
         server_sock.close()

@@ -1,11 +1,12 @@
 """The seed article's prefork server (Pythonでネットワークプログラミング, 2016), ported to Python 3.
 
 Changes from the article, and only these: address and port come from the command line
-(`prefork_server.py HOST PORT`, port 0 = any) and the listening line goes to stderr so a sweep can
-find the port; log() (a no-op) replaces the per-event print() calls ("logging off"); SIGTERM
-raises KeyboardInterrupt in the parent, whose handler now also ends and reaps the 10 children it
-forked (the article's left them running, holding the port), then exits 0. Children take SIGTERM's
-default action. The lock file is created in the current directory, as in the article.
+(`prefork_server.py HOST PORT`, port 0 = any); the listening line goes to stderr once the 10
+children are forked, so a sweep can find the port (and never stops it half-started); log() (a
+no-op) replaces the per-event print() calls ("logging off"); SIGTERM raises KeyboardInterrupt in
+the parent, whose handler now also ends and reaps the children it forked (the article's left
+them running, holding the port), then exits 0. Children take SIGTERM's default action. The lock
+file is created in the current directory, as in the article.
 """
 import fcntl
 import os
@@ -25,13 +26,18 @@ def log(*args):
     pass
 
 
+def announce(sock):
+    """The line a sweep waits for, printed once serving starts (inside the stop handler's try)."""
+    print('listening on {}:{} model=py-prefork'.format(*sock.getsockname()), file=sys.stderr,
+          flush=True)
+
+
 def create_server_socket(host, port):
     server_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server_sock.bind((host, port))
     server_sock.listen(256)
-    print('listening on {}:{} model=py-prefork'.format(*server_sock.getsockname()),
-          file=sys.stderr, flush=True)
+    log('Server Run Port:{}'.format(port))
     return server_sock
 
 
@@ -81,6 +87,7 @@ if __name__ == '__main__':
         children.append(pid)
 
     try:
+        announce(server_sock)
         os.wait()
     except KeyboardInterrupt:
         server_sock.close()

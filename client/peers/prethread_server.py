@@ -1,10 +1,11 @@
 """The seed article's prethread server (Pythonでネットワークプログラミング, 2016), ported to Python 3.
 
 Changes from the article, and only these: address and port come from the command line
-(`prethread_server.py HOST PORT`, port 0 = any) and the listening line goes to stderr so a sweep
-can find the port; log() (a no-op) replaces the per-event print() calls ("logging off"); the 40
-threads are daemon threads and SIGTERM raises KeyboardInterrupt in the main thread's join, so
-the process can stop: it closes the listening socket and exits 0 (the article's never stopped).
+(`prethread_server.py HOST PORT`, port 0 = any); the listening line goes to stderr once all 40
+threads run, so a sweep can find the port (and never stops it half-started); log() (a no-op)
+replaces the per-event print() calls ("logging off"); the threads are daemon threads and SIGTERM
+raises KeyboardInterrupt in the main thread's join, so the process can stop: it closes the
+listening socket and exits 0 (the article's never stopped).
 """
 import signal
 import sys
@@ -24,13 +25,18 @@ def log(*args):
     pass
 
 
+def announce(sock):
+    """The line a sweep waits for, printed once serving starts (inside the stop handler's try)."""
+    print('listening on {}:{} model=py-prethread'.format(*sock.getsockname()), file=sys.stderr,
+          flush=True)
+
+
 def create_server_socket(host, port):
     server_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server_sock.bind((host, port))
     server_sock.listen(256)
-    print('listening on {}:{} model=py-prethread'.format(*server_sock.getsockname()),
-          file=sys.stderr, flush=True)
+    log('Server Run Port:{}'.format(port))
     return server_sock
 
 
@@ -76,6 +82,7 @@ if __name__ == '__main__':
         thread_list.append(thread)
 
     try:
+        announce(server_sock)
         for thread in thread_list:
             thread.join()
     except KeyboardInterrupt:

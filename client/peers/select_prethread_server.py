@@ -1,12 +1,16 @@
 """The seed article's select + prethread server (Pythonでネットワークプログラミング, 2016), in Python 3.
 
 Changes from the article, and only these: `from queue import Queue` (Python 3's name); address
-and port come from the command line (`select_prethread_server.py HOST PORT`, port 0 = any) and
-the listening line goes to stderr so a sweep can find the port; log() (a no-op) replaces the
-per-event print() calls ("logging off"); SIGTERM raises KeyboardInterrupt, which the article's
-own handler turns into a clean stop (exit 0). The article left `max_descriptor = 20` active here
-(it closes the listening socket once 20 clients are connected, so the next accept() fails); it
-is commented out, as it is in the article's select and epoll servers.
+and port come from the command line (`select_prethread_server.py HOST PORT`, port 0 = any); the
+listening line goes to stderr once all 40 sender threads run, so a sweep can find the port (and
+never stops it half-started); log() (a no-op) replaces the per-event print() calls ("logging
+off"); SIGTERM raises KeyboardInterrupt, which the article's own handler turns into a clean stop
+(exit 0). The article left `max_descriptor = 20` active here (it closes the listening socket
+once 20 clients are connected, so the next accept() fails); it is commented out, as it is in the
+article's select and epoll servers.
+
+As in the article, a message longer than one recv(512) is handed to the sender threads in
+pieces, which two threads may send in either order: bytes can come back reordered.
 """
 import signal
 import socket
@@ -45,13 +49,18 @@ class SendQueue(Queue):
 send_queue = SendQueue()
 
 
+def announce(sock):
+    """The line a sweep waits for, printed once serving starts (inside the stop handler's try)."""
+    print('listening on {}:{} model=py-select-prethread'.format(*sock.getsockname()), file=sys.stderr,
+          flush=True)
+
+
 def create_server_socket(host, port):
     server_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server_sock.bind((host, port))
     server_sock.listen(256)
-    print('listening on {}:{} model=py-select-prethread'.format(*server_sock.getsockname()),
-          file=sys.stderr, flush=True)
+    log('Server Run Port:{}'.format(port))
     return server_sock
 
 
@@ -103,6 +112,7 @@ if __name__ == '__main__':
         thread_list.append(thread)
 
     try:
+        announce(server_sock)
         accept_loop(server_sock)
     except KeyboardInterrupt:
         for _ in range(thread_count):

@@ -91,7 +91,8 @@ class Server:
         except OSError as e:
             raise ServerError(f"cannot start {command[0]}: {e.strerror}") from None
         lines = queue.Queue()
-        threading.Thread(target=self._drain, args=(lines,), daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, args=(lines,), daemon=True)
+        self._drainer.start()
         deadline = time.monotonic() + ready_timeout_s
         while self.port is None:
             try:
@@ -139,6 +140,14 @@ class Server:
 
     def stop(self, timeout_s):
         """SIGTERM, then wait. Returns (exit status, None) or (status, what went wrong)."""
+        try:
+            return self._stop(timeout_s)
+        finally:
+            self._drainer.join(timeout=2)  # a stray grandchild may still hold the pipe
+            if not self._drainer.is_alive():
+                self.process.stderr.close()
+
+    def _stop(self, timeout_s):
         status = self.process.poll()
         if status is not None:
             return status, f"server had already exited with status {status}"
