@@ -84,6 +84,7 @@ def run_point(sweep, spec, capabilities, point, paths, nofile):
         rss_idle = processes.tree_rss_kib(server.pid)
         cpu_before = processes.tree_cpu_seconds(server.pid)
         sampler = processes.PeakSampler(server.pid)
+        counters_before = processes.tcp_counters()
         if point.workload == "seed-client":
             command = clients.seed_client_command(paths.peers_dir, point, HOST, server.port,
                                                   json_path)
@@ -93,6 +94,7 @@ def run_point(sweep, spec, capabilities, point, paths, nofile):
         (work / "client.command").write_text(" ".join(command) + "\n")
         run = clients.run_client(command, sweep.client_cpu, json_path,
                                  clients.default_max_time(point) + 30, work)
+        counters = processes.tcp_counters()
         rss_peak = sampler.stop()
         server_cpu = processes.tree_cpu_seconds(server.pid) - cpu_before
         if not server.alive():
@@ -106,6 +108,8 @@ def run_point(sweep, spec, capabilities, point, paths, nofile):
     status, problem, suspect, reasons = results.verdict(run.report, run.exit_status, run.problem)
     if run.report is not None:
         row.update(results.summarize(point.workload, run.report, server_cpu, rss_idle, rss_peak))
+        row.update({k: v - counters_before[k] for k, v in counters.items()
+                    if k in counters_before})
     else:
         row["json"] = None
     if problem:

@@ -70,6 +70,27 @@ def tree_cpu_seconds(pid):
     return total / CLOCK_TICKS
 
 
+TCP_COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops",
+                "TCPSynRetrans": "syn_retransmits"}
+
+
+def tcp_counters():
+    """The kernel's TcpExt counters the sweep records per point (system-wide: meaningful on a
+    quiet machine): accept-queue overflows and drops, and retransmitted SYNs."""
+    values = {}
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return values
+    for names, numbers in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:") and numbers.startswith("TcpExt:"):
+            for name, number in zip(names.split()[1:], numbers.split()[1:]):
+                if name in TCP_COUNTERS:
+                    values[TCP_COUNTERS[name]] = int(number)
+    return values
+
+
 class ServerError(Exception):
     pass
 

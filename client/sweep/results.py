@@ -7,11 +7,13 @@ COLUMNS = [
     "msgs_per_s", "conns_per_s", "p50_us", "p99_us", "max_us", "connect_mean_s",
     "exchange_mean_s", "total_mean_s", "held", "errors", "messages", "server_cpu_s",
     "server_cpu_pct", "server_cpu_us_per_msg", "server_cpu_us_per_conn", "client_cpu_pct",
-    "rss_idle_kib", "rss_peak_kib", "bytes_per_connection", "server_exit", "client_exit", "json",
+    "rss_idle_kib", "rss_peak_kib", "bytes_per_connection", "listen_overflows", "listen_drops",
+    "syn_retransmits", "server_exit", "client_exit", "json",
 ]
 INTEGER_COLUMNS = {"connections", "size", "workers", "iterations", "exchanges", "held",
                    "errors", "messages", "rss_idle_kib", "rss_peak_kib", "bytes_per_connection",
-                   "server_exit", "client_exit"}
+                   "listen_overflows", "listen_drops", "syn_retransmits", "server_exit",
+                   "client_exit"}
 FLOAT_COLUMNS = {"msgs_per_s", "conns_per_s", "p50_us", "p99_us", "max_us", "connect_mean_s",
                  "exchange_mean_s", "total_mean_s", "server_cpu_s", "server_cpu_pct",
                  "server_cpu_us_per_msg", "server_cpu_us_per_conn", "client_cpu_pct"}
@@ -44,6 +46,8 @@ def summarize(workload, report, server_cpu_s, rss_idle_kib, rss_peak_kib):
                    conns_per_s=actions / wall if wall else None,
                    msgs_per_s=exchanges / wall if wall and exchanges else None,
                    errors=report.get("errors"), messages=exchanges)
+        if report.get("client_cpu_s") is not None and wall:
+            row["client_cpu_pct"] = 100 * report["client_cpu_s"] / wall
         window_s, window_cpu, messages, connections = wall, server_cpu_s, exchanges, actions
     else:
         latency = report.get("latency_us") or {}

@@ -91,6 +91,9 @@ def columns(workload):
             ("conn/s", lambda r: fmt(r.get("conns_per_s"))),
             ("server µs/conn", lambda r: fmt(r.get("server_cpu_us_per_conn"), 1)),
             ("server CPU %", lambda r: fmt(r.get("server_cpu_pct"), 1)),
+            ("client CPU %", lambda r: fmt(r.get("client_cpu_pct"), 1)),
+            ("listen overflows", lambda r: fmt(r.get("listen_overflows"))),
+            ("SYN retransmits", lambda r: fmt(r.get("syn_retransmits"))),
             ("errors", lambda r: fmt(r.get("errors")))] + tail
 
 
