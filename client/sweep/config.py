@@ -13,6 +13,13 @@ SEED_LOOPS = ("as-written", "fixed")
 ALL_ECHOD_MODELS = "echod:*"  # in [servers] include: every model `echod --list-models` lists
 
 
+def is_cpu_list(text):
+    """A taskset CPU list: "0", "1", "0-1", "0,2-3"."""
+    parts = text.split(",")
+    return all(len(p.split("-")) <= 2 and all(n.strip().isdigit() for n in p.split("-"))
+               for p in parts)
+
+
 class ConfigError(Exception):
     """A bad sweep description: str() is one line naming the file and the key."""
 
@@ -216,7 +223,7 @@ def load(path):
                   description=sweep_table.get("description", str, ""), source=source)
     for cpu_key in ("server_cpu", "client_cpu"):
         value = sweep_table.get(cpu_key, str, getattr(sweep, cpu_key))
-        if not all(part.strip().replace("-", "").isdigit() for part in value.split(",")):
+        if not is_cpu_list(value):
             sweep_table.fail(cpu_key, f"must be a taskset CPU list such as \"0\" or \"0-1\", "
                                       f"not {value!r}")
         setattr(sweep, cpu_key, value)

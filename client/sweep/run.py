@@ -1,5 +1,6 @@
 """python3 -m client.sweep SWEEP.toml [--bin-dir build/bin] [--out DIR] [--servers a,b]
-                                      [--workloads steady,churn] [--report-only]
+                                      [--workloads steady,churn] [--server-cpu 0]
+                                      [--client-cpu 1] [--report-only]
 
 Runs every point of a sweep description (conf/sweeps/*.toml), one fresh server per point, and
 writes DIR/results.csv (one row per point, rewritten after every point), DIR/results.md (ranked
@@ -41,6 +42,9 @@ def command_line(argv):
     p.add_argument("--out", type=Path, help="output directory (default: sweep-results/NAME)")
     p.add_argument("--servers", help="run only these servers (comma-separated names)")
     p.add_argument("--workloads", help="run only these workloads (comma-separated)")
+    p.add_argument("--server-cpu", help="taskset CPU list for the servers (overrides the "
+                                        "description's server_cpu)")
+    p.add_argument("--client-cpu", help="taskset CPU list for the clients (overrides client_cpu)")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite results.md, the plots and report.html from DIR/results.csv")
     args = p.parse_args(argv)
@@ -120,6 +124,14 @@ def main(argv=None):
     except config.ConfigError as e:
         print(f"sweep: {e}", file=sys.stderr)
         return 2
+    for key in ("server_cpu", "client_cpu"):
+        value = getattr(args, key)
+        if value is not None:
+            if not config.is_cpu_list(value):
+                print(f"sweep: --{key.replace('_', '-')}: {value!r} is not a taskset CPU list",
+                      file=sys.stderr)
+                return 2
+            setattr(sweep, key, value)
     out = args.out or Path("sweep-results") / sweep.name
     out.mkdir(parents=True, exist_ok=True)
     commands = ["python3 -m client.sweep " + " ".join(shlex.quote(a) for a in (
