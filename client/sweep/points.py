@@ -114,9 +114,10 @@ def run_point(sweep, spec, capabilities, point, paths, nofile):
         row["json"] = None
     if problem:
         problems.insert(0, problem)
-    if stop_problem:
+    died = any(p.startswith("server died") for p in problems)
+    if stop_problem and not died:  # a dead server's "already exited" would say it twice
         problems.append(stop_problem)
-    if stop_problem or any(p.startswith("server died") for p in problems):
+    if stop_problem or died:
         status = "failed"
     row.update(status=status, problem="; ".join(problems) or None, suspect=suspect,
                suspect_reasons=reasons or None)

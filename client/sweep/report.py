@@ -59,7 +59,7 @@ def _markdown_table_to_html(lines):
     return out
 
 
-def write(path, title, description, facts, commands, rows, plot_dir, plots):
+def write(path, title, description, facts, commands, rows, plot_dir, plots, sweep_text=""):
     out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
            f"<h1>{html.escape(title)}</h1>"]
@@ -74,6 +74,9 @@ def write(path, title, description, facts, commands, rows, plot_dir, plots):
                "Highlighted rows are suspect (the client's own report says so); grey rows "
                "were not measured (failed or skipped, with the reason).</p>")
     out.append("<p>Commands:</p><pre>" + html.escape("\n".join(commands)) + "</pre>")
+    if sweep_text:
+        out.append("<details><summary>The sweep description</summary><pre>"
+                   + html.escape(sweep_text) + "</pre></details>")
     for title_text, workload, group_rows in groups(rows):
         out.append(f"<h2>{html.escape(title_text)}</h2>")
         out += _table(workload, group_rows)

@@ -13,6 +13,7 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -105,6 +106,8 @@ def clear_outputs(out):
 
 
 def write_outputs(out, sweep, rows, facts, commands):
+    facts = facts + [("load average at the end (1, 5, 15 min)",
+                      ", ".join(f"{v:.2f}" for v in os.getloadavg()))]
     header = [f"# Sweep {sweep.name}", "", sweep.description, "",
               *[f"- {label}: {value}" for label, value in facts], "",
               "Commands: " + "; ".join(f"`{c}`" for c in commands),
@@ -112,8 +115,12 @@ def write_outputs(out, sweep, rows, facts, commands):
               "its figures are suspect; rank – means not measured (failed or skipped)."]
     (out / "results.md").write_text(tables.markdown(rows, header), encoding="utf-8")
     written = plots.write_all(out / "plots", rows)
+    try:
+        description_text = Path(sweep.source).read_text()
+    except OSError:
+        description_text = ""
     report.write(out / "report.html", f"echod sweep: {sweep.name}", sweep.description, facts,
-                 commands, rows, out / "plots", written)
+                 commands, rows, out / "plots", written, description_text)
     return written
 
 
@@ -180,6 +187,23 @@ def main(argv=None):
     print(f"sweep {sweep.name}: {len(todo)} points, {len(names)} servers -> {out}", flush=True)
     rows = []
     started = time.monotonic()
+    # SIGTERM as SIGINT: the point under way stops its client and server (its finally
+    # clauses), and what was measured is still written out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        run_points(sweep, todo, paths, capabilities, unavailable, nofile, out, rows, started)
+    except KeyboardInterrupt:
+        print("sweep: interrupted; writing what was measured", file=sys.stderr)
+        write_outputs(out, sweep, rows, facts, commands + ["(interrupted)"])
+        return 130
+    written = write_outputs(out, sweep, rows, facts, commands)
+    print(f"sweep: {len(rows)} rows in {out}/results.csv; tables in results.md; "
+          f"{len(written)} plots; {out}/report.html")
+    clean = all(r["status"] in ("ok", "skipped", "overloaded") for r in rows)
+    return 0 if clean else 1
+
+
+def run_points(sweep, todo, paths, capabilities, unavailable, nofile, out, rows, started):
     for index, point in enumerate(todo, 1):
         spec = sweep.catalogue[point.server]
         if point.server in unavailable:
@@ -195,8 +219,3 @@ def main(argv=None):
               f"{row['status']}" + (f" ({row['problem']})" if row.get("problem") else "")
               + (f" {figure:.6g}" if isinstance(figure, float) else "")
               + (" SUSPECT" if row.get("suspect") else ""), flush=True)
-    written = write_outputs(out, sweep, rows, facts, commands)
-    print(f"sweep: {len(rows)} rows in {out}/results.csv; tables in results.md; "
-          f"{len(written)} plots; {out}/report.html")
-    clean = all(r["status"] in ("ok", "skipped", "overloaded") for r in rows)
-    return 0 if clean else 1

@@ -1,7 +1,6 @@
 """One point's life: planning, a fresh server, the client's JSON and exit status, the server's
 stop and exit. Uses small fake servers and clients, so every failure can be provoked."""
 import json
-import os
 import sys
 import tempfile
 import textwrap
