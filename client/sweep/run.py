@@ -10,6 +10,7 @@ Exit status: 0 when every point that ran was clean, 1 when any failed or had err
 bad command line or description.
 """
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -99,15 +100,16 @@ def ensure_go_peer(bin_dir, peers_dir):
 
 def clear_outputs(out):
     """Removes what an earlier sweep wrote here, so nothing stale is read or reported."""
-    for name in ("results.csv", "results.md", "report.html"):
+    for name in ("results.csv", "results.md", "report.html", "machine.json"):
         (out / name).unlink(missing_ok=True)
     for name in ("points", "plots"):
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-def write_outputs(out, sweep, rows, facts, commands):
-    facts = facts + [("load average at the end (1, 5, 15 min)",
-                      ", ".join(f"{v:.2f}" for v in os.getloadavg()))]
+def write_outputs(out, sweep, rows, facts, commands, end_load=True):
+    if end_load:
+        facts = facts + [("load average at the end (1, 5, 15 min)",
+                          ", ".join(f"{v:.2f}" for v in os.getloadavg()))]
     header = [f"# Sweep {sweep.name}", "", sweep.description, "",
               *[f"- {label}: {value}" for label, value in facts], "",
               "Commands: " + "; ".join(f"`{c}`" for c in commands),
@@ -148,13 +150,22 @@ def main(argv=None):
 
     if args.report_only:
         rows = results.read_csv(out / "results.csv")
-        write_outputs(out, sweep, rows, facts, commands)
+        try:  # the machine and the command as they were when the points ran
+            recorded = json.loads((out / "machine.json").read_text())
+            facts = [tuple(f) for f in recorded["facts"]]
+            commands = recorded["commands"] + commands
+        except (OSError, ValueError, KeyError, TypeError):
+            facts = [("machine", "not recorded with these results")]
+        facts.append(("report redrawn", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
+        write_outputs(out, sweep, rows, facts, commands, end_load=False)
         print(f"sweep: report rewritten in {out}/report.html")
         return 0
 
     bin_dir = args.bin_dir.resolve()
     paths = points.Paths(bin_dir, args.peers_dir.resolve(), out.resolve())
     clear_outputs(out)
+    (out / "machine.json").write_text(json.dumps({"facts": facts, "commands": commands},
+                                                 indent=1) + "\n")
     try:
         names = []
         for name in sweep.include:

@@ -53,8 +53,22 @@ class ShippedSweeps(unittest.TestCase):
         self.assertIn("echod:*", sweep.include)
         self.assertEqual(len(peers), 1)
 
+    def test_every_named_server_is_known(self):
+        """A name in include is a catalogue entry or an echod model in strategies/ (a typo
+        would otherwise run as an unknown echod model and fail only at run time)."""
+        models = {p.stem.replace("_", "-") for p in (REPO / "strategies").glob("*.cpp")}
+        for path in sorted(SWEEPS.glob("*.toml")):
+            if path.name == "servers.toml":
+                continue
+            sweep = config.load(path)
+            for name in sweep.include:
+                if name != config.ALL_ECHOD_MODELS:
+                    spec = sweep.catalogue[name]
+                    self.assertTrue(spec.kind != "echod" or spec.model in models,
+                                    f"{path.name}: {name} (model {spec.model})")
+
     def test_point_names_are_unique(self):
-        for name in ("quick", "full", "seeds"):
+        for name in ("quick", "full", "seeds", "seeds-backlog"):
             sweep = config.load(SWEEPS / f"{name}.toml")
             points = config.expand(sweep, ["epoll", "py-epoll"])
             self.assertEqual(len({p.ident for p in points}), len(points), name)
