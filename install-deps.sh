@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything echod needs to build, test and benchmark on Debian 12.
+# Installs everything echod needs to build, test and benchmark on Debian 12: the sweep
+# (client/sweep) draws with python3-matplotlib, its Go peer needs golang-go, and the test that
+# opens its report.html runs headless chromium.
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
   netcat-openbsd socat python3 procps util-linux
+  python3-matplotlib golang-go chromium
 )
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

@@ -1,0 +1,3 @@
+module echod/peers/goecho
+
+go 1.19
