@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
+  nlohmann-json3-dev
   netcat-openbsd socat python3 procps util-linux
 )
 sudo=""
