@@ -358,7 +358,7 @@ void Worker::read_ready(Connection& connection, Nanos /*event_time*/) {
 void Worker::count_echo(const Connection::Message& message, Nanos now) {
   ++stats_.counters.messages_echoed;
   if (intervals_ != nullptr) {
-    if (now >= interval_ends_) roll_interval(now);
+    if (now >= interval_ends_ || interval_ends_ == kNever) roll_interval(now);
     ++interval_.messages;
     interval_.latency.record(now - message.intended);
   }
