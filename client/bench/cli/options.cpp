@@ -359,6 +359,9 @@ void check_combinations(const Options& o) {
   if ((o.workload == Workload::kSteady || o.workload == Workload::kHold) && o.duration_s <= 0) {
     reject("duration", format_seconds(o.duration_s), "must be more than 0");
   }
+  if (o.json_path == "-" && o.interval_json_path == "-") {
+    throw std::invalid_argument("--json - and --interval-json - cannot both have stdout");
+  }
   if (o.find_rate && !o.interval_json_path.empty()) {
     throw std::invalid_argument("--find-rate makes many runs; --interval-json takes one");
   }

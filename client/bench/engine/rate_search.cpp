@@ -80,6 +80,7 @@ RateSearchOutcome search_rate(const RunSetup& base, const RunMonitor& monitor, s
   for (int i = 0; i < kMaxBisections && low > 0 && high > low * kCloseEnough && !run_interrupted();
        ++i) {
     const double middle = std::round((low + high) / 2);
+    if (middle <= low || middle >= high) break;  // whole messages/s: nothing left between
     if (trial(middle)) {
       low = middle;
     } else {

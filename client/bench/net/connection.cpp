@@ -62,31 +62,32 @@ void Connection::queue_message(std::size_t size, std::optional<Nanos> intended) 
 }
 
 int Connection::flush() {
-  int result = 0;
   while (written_ < outstanding_.size()) {
+    // Latency without the schedule's wait, and the reply timeout, count from just before the
+    // send() that carries a message's first byte: bytes held back by EAGAIN were not yet the
+    // server's to answer, and loopback delivers to the server inside send() itself.
+    const Nanos attempt = not_started_ > 0 ? now_ns() : 0;
     const ssize_t sent = ::send(fd_.get(), outstanding_.data() + written_,
                                 outstanding_.size() - written_, MSG_NOSIGNAL);
     if (sent > 0) {
       written_ += static_cast<std::size_t>(sent);
+      stamp_started(attempt);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      break;
+      return 0;
     } else if (errno != EINTR) {
-      result = errno;
-      break;
+      return errno;
     }
   }
-  // Latency without the schedule's wait, and the reply timeout, count from here: bytes held
-  // back by EAGAIN were not yet the server's to answer.
-  if (not_started_ > 0) {
-    const Nanos now = now_ns();
-    const std::uint64_t written_to = stream_base_ + written_;
-    for (std::size_t i = in_flight_.size() - not_started_;
-         i < in_flight_.size() && in_flight_[i].start_offset < written_to; ++i) {
-      in_flight_[i].sent = now;
-      --not_started_;
-    }
+  return 0;
+}
+
+void Connection::stamp_started(Nanos attempt) {
+  const std::uint64_t written_to = stream_base_ + written_;
+  for (std::size_t i = in_flight_.size() - not_started_;
+       i < in_flight_.size() && in_flight_[i].start_offset < written_to; ++i) {
+    in_flight_[i].sent = attempt;
+    --not_started_;
   }
-  return result;
 }
 
 Connection::ReadResult Connection::read_once(std::span<char> scratch) {

@@ -27,7 +27,7 @@ class Connection {
     std::uint64_t start_offset = 0;  // stream offset of its first byte
     std::uint64_t end_offset = 0;    // stream offset just past its last byte
     Nanos intended = 0;              // when the schedule wanted it sent (closed loop: queued)
-    Nanos sent = 0;  // when its first byte went into the socket; 0 while all of it waits
+    Nanos sent = 0;  // just before the send() of its first byte; 0 while all of it waits
     std::uint32_t size = 0;
   };
 
@@ -98,6 +98,8 @@ class Connection {
 
  private:
   void compact();
+  // Gives the messages whose first byte has now been written their send time.
+  void stamp_started(Nanos attempt);
 
   std::uint64_t id_;  // global connection number: payload contents and error reports
   Fd fd_;

@@ -54,6 +54,18 @@ json merge_reports(const std::vector<json>& reports, const std::vector<std::stri
   json merged = reports[0];
   merged["merged_from"] = names;
   merged["parameters"]["percentiles"] = percentiles;
+  // The load all of them put on the server together.
+  for (const char* key : {"threads", "connections", "workers", "rate"}) {
+    if (!merged["parameters"][key].is_number()) continue;
+    double total = 0;
+    for (const json& report : reports)
+      total += report.at("parameters").value(key, 0.0);
+    if (merged["parameters"][key].is_number_integer()) {
+      merged["parameters"][key] = static_cast<std::int64_t>(total);
+    } else {
+      merged["parameters"][key] = total;
+    }
+  }
   for (const char* object : {"connections", "messages", "bytes"})
     merged[object] = json::object();
   merged["errors"] = json::object();
