@@ -1,6 +1,7 @@
 #include "bench_run.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace echod::bench::test {
 
@@ -10,8 +11,15 @@ nlohmann::json::json_pointer BenchRun::pointer(const std::string& dotted) {
   return nlohmann::json::json_pointer(path);
 }
 
+// ECHO_BENCH_UNDER_TEST runs the suite against another echo-bench build (an older one, to see
+// which tests it fails); by default, the one built beside the tests.
+std::string binary_under_test() {
+  const char* other = std::getenv("ECHO_BENCH_UNDER_TEST");
+  return other != nullptr && *other != '\0' ? other : ECHO_BENCH_BINARY;
+}
+
 BenchRun run_bench_raw(const std::vector<std::string>& args, echod::test::Millis bound) {
-  const echod::test::RunResult result = echod::test::run_echod(args, bound, ECHO_BENCH_BINARY);
+  const echod::test::RunResult result = echod::test::run_echod(args, bound, binary_under_test());
   BenchRun run;
   run.exit_status = result.exit_status;
   run.table = result.err;

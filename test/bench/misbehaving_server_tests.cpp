@@ -34,7 +34,7 @@ TEST_CASE("an open-loop run the server cannot keep up with is overloaded, not er
   // 20 ms per echo on one connection: at most 50/s of the 200/s asked for.
   TestServer server(Mode::kSlow, {0, 0, milliseconds(20)});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--rate", "200", "-d", "1s", "--warmup", "0"});
+                                 {"-c", "1", "--rate", "200", "-d", "1", "--warmup", "0"});
   INFO("echo-bench table:\n" << run.table);
   REQUIRE(run.json_error.empty());
   CHECK(run.exit_status == 4);
@@ -58,7 +58,7 @@ TEST_CASE("a server that stalls once shows in the corrected latency, not only th
   // At 200/s on one connection, a 500 ms stall holds back about 100 sends.
   TestServer server(Mode::kStallOnce, {6400, 0, milliseconds(500)});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--rate", "200", "-d", "2s", "--warmup", "0"});
+                                 {"-c", "1", "--rate", "200", "-d", "2", "--warmup", "0"});
   INFO("echo-bench table:\n" << run.table);
   REQUIRE(run.json_error.empty());
   CHECK(run.get<double>("latency_us.p99") >= 300'000);
@@ -70,7 +70,7 @@ TEST_CASE("a server that stalls once shows in the corrected latency, not only th
 TEST_CASE("a dropped 64 KiB block is caught at the byte where it was dropped") {
   TestServer server(Mode::kDropBlock, {100'000, 65'536});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--size", "300000", "-d", "1s", "--warmup", "0"});
+                                 {"-c", "1", "--size", "300000", "-d", "1", "--warmup", "0"});
   require_mismatch(run);
   CHECK(number(run, "errors.first_mismatch.stream_offset") == 100'000);
 }
@@ -78,7 +78,7 @@ TEST_CASE("a dropped 64 KiB block is caught at the byte where it was dropped") {
 TEST_CASE("a duplicated block is caught where the copy begins") {
   TestServer server(Mode::kDuplicate, {5000, 65'536});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--size", "200000", "-d", "1s", "--warmup", "0"});
+                                 {"-c", "1", "--size", "200000", "-d", "1", "--warmup", "0"});
   require_mismatch(run);
   CHECK(number(run, "errors.first_mismatch.stream_offset") == 5000 + 65'536);
 }
@@ -86,7 +86,7 @@ TEST_CASE("a duplicated block is caught where the copy begins") {
 TEST_CASE("two swapped blocks are caught where the first should be") {
   TestServer server(Mode::kReorder, {1000, 4096});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--size", "20000", "-d", "1s", "--warmup", "0"});
+                                 {"-c", "1", "--size", "20000", "-d", "1", "--warmup", "0"});
   require_mismatch(run);
   CHECK(number(run, "errors.first_mismatch.stream_offset") == 1000);
 }
@@ -94,14 +94,14 @@ TEST_CASE("two swapped blocks are caught where the first should be") {
 TEST_CASE("bytes sent to the wrong connection are caught") {
   TestServer server(Mode::kSwapClients);
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "2", "-d", "1s", "--warmup", "0", "--timeout", "1s"});
+                                 {"-c", "2", "-d", "1", "--warmup", "0", "--timeout", "1"});
   require_mismatch(run);
 }
 
 TEST_CASE("a server that closes halfway through an echo loses the message") {
   TestServer server(Mode::kTruncate, {100});
   const BenchRun run = run_bench("steady", server.port_text(),
-                                 {"-c", "1", "--size", "64", "-d", "1s", "--warmup", "0"});
+                                 {"-c", "1", "--size", "64", "-d", "1", "--warmup", "0"});
   INFO("echo-bench table:\n" << run.table);
   REQUIRE(run.json_error.empty());
   CHECK(run.exit_status == 1);
@@ -121,9 +121,8 @@ TEST_CASE("churn reads to EOF and catches bytes a server sends after the last ec
 TEST_CASE("a saturated client makes a clean run suspect, in the JSON and the table") {
   TestServer server(Mode::kEcho);
   // --saturated-at 0: any busy share counts, so the reason is certain to be given.
-  const BenchRun run =
-      run_bench("steady", server.port_text(),
-                {"-c", "2", "-d", "300ms", "--warmup", "0", "--saturated-at", "0"});
+  const BenchRun run = run_bench("steady", server.port_text(),
+                                 {"-c", "2", "-d", "0.3", "--warmup", "0", "--saturated-at", "0"});
   INFO("echo-bench table:\n" << run.table);
   REQUIRE(run.json_error.empty());
   CHECK(run.exit_status == 0);
