@@ -274,3 +274,23 @@ TEST_CASE("a histogram survives the JSON report and merges bucket by bucket") {
   tampered["histogram"]["buckets"][0][1] = 123'456'789;
   CHECK_THROWS_AS(histogram_from_json(tampered), std::invalid_argument);
 }
+
+TEST_CASE("a send or two due at the end does not make a run overloaded; a shortfall does") {
+  RunSetup setup;
+  setup.options.workload = Workload::kSteady;
+  setup.options.rate = 1000;
+  setup.options.percentiles = {50, 99};
+  RunResult run;
+  run.stats.window.start = 0;
+  run.stats.window.end = 2 * kNanosPerSecond;
+  run.stats.counters.measured_messages = 1999;  // 999.5/s of 1000/s
+  run.stats.counters.messages_due_not_sent = 1;
+  CHECK(summarize(setup, run, "now").status == "ok");
+  run.stats.counters.measured_messages = 1500;  // 750/s: the schedule piled up
+  const Summary short_of_rate = summarize(setup, run, "now");
+  CHECK(short_of_rate.status == "overloaded");
+  CHECK(short_of_rate.exit_status == 4);
+  run.stats.counters.measured_messages = 1999;
+  run.stats.counters.messages_cut_short = 3;  // echoes still coming when the run ended
+  CHECK(summarize(setup, run, "now").status == "overloaded");
+}

@@ -125,9 +125,9 @@ class Worker {
 
   void poll_once(Nanos wake_by);
   int wait_for_events(Nanos wait);
-  void handle_event(Connection& connection, std::uint32_t events, Nanos now);
+  void handle_event(Connection& connection, std::uint32_t events);
   void connect_finished(Connection& connection, Nanos now);
-  void read_ready(Connection& connection, Nanos now);
+  void read_ready(Connection& connection);
   void count_echo(const Connection::Message& message, Nanos now);
   void record_unfinished(Nanos intended, Nanos sent, Nanos now);
   void fail(Connection& connection, ErrorKind kind, int error, Nanos now);

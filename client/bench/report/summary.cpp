@@ -1,6 +1,8 @@
 #include "report/summary.hpp"
 
+#include <algorithm>
 #include <ctime>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -72,9 +74,17 @@ void decide_status(Summary& summary) {
   const RunResult& run = summary.run;
   const Counters& counters = run.stats.counters;
   const bool failures = run.stats.errors.total() != 0 || counters.messages_lost != 0;
-  // Nothing lost, but the server did not keep up: the schedule's sends piled up, or echoes were
-  // still coming when the run had to end.
-  const bool behind = counters.messages_due_not_sent != 0 || counters.messages_cut_short != 0;
+  // Nothing lost, but the server did not keep up: echoes were still coming when the run had to
+  // end, or the schedule's sends piled up so far that the rate fell short. (A healthy run can
+  // end with a send or two due while their connection waited for an echo at --depth; those are
+  // counted, but alone do not make it overloaded.)
+  const auto suspect = [&](std::string_view reason) {
+    return std::find(summary.suspect_reasons.begin(), summary.suspect_reasons.end(), reason) !=
+           summary.suspect_reasons.end();
+  };
+  const bool fell_short = suspect("rate_shortfall") || suspect("hold_shortfall");
+  const bool behind =
+      counters.messages_cut_short != 0 || (counters.messages_due_not_sent != 0 && fell_short);
   if (!run.failures.empty()) {
     summary.status = "failed";
   } else if (run.end == RunEnd::kInterrupted) {
