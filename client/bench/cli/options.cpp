@@ -294,7 +294,8 @@ std::string_view example_for(Workload workload) {
 constexpr std::string_view kExitStatus =
     "Exit status: 0 every echo verified, the schedule kept, no errors; 1 errors or lost "
     "messages,\na signal, --max-time or a failed thread; 2 bad command line; 3 could not start; "
-    "4 overloaded\n(open loop: nothing lost, but messages due were not sent or were cut short).\n";
+    "4 overloaded\n(open loop: nothing lost, but echoes were cut short or the schedule fell "
+    "behind).\n";
 
 void print_usage(std::ostream& out) {
   bool quiet = false;
