@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
+  nlohmann-json3-dev
   netcat-openbsd socat python3 procps util-linux
   python3-matplotlib golang-go chromium
 )

@@ -1,7 +1,7 @@
 // Runs echo-bench as a child process with --json - and parses the report it prints.
 #pragma once
 
-#include <boost/property_tree/ptree.hpp>
+#include <nlohmann/json.hpp>
 
 #include <optional>
 #include <string>
@@ -16,27 +16,32 @@
 namespace echod::bench::test {
 
 struct BenchRun {
-  std::optional<int> exit_status;    // nullopt: still running after the test's bound, killed
-  std::string table;                 // the human table (stderr, since the JSON owns stdout)
-  boost::property_tree::ptree json;  // empty when stdout was not JSON
-  std::string json_error;            // why it was not
+  std::optional<int> exit_status;  // nullopt: still running after the test's bound, killed
+  std::string table;               // the human table (stderr, since the JSON owns stdout)
+  std::string out;                 // stdout as printed
+  nlohmann::json json;             // null when stdout was not JSON
+  std::string json_error;          // why it was not
 
   // A field of the JSON report by dotted path ("messages.sent"); throws if missing.
   template <typename T>
   [[nodiscard]] T get(const std::string& path) const {
-    return json.get<T>(path);
+    return json.at(pointer(path)).get<T>();
   }
-  [[nodiscard]] bool has(const std::string& path) const {
-    return json.get_child_optional(path).has_value();
-  }
+  [[nodiscard]] bool has(const std::string& path) const { return json.contains(pointer(path)); }
   [[nodiscard]] bool is_null(const std::string& path) const {
-    return json.get<std::string>(path) == "null";
+    return json.at(pointer(path)).is_null();
   }
+  static nlohmann::json::json_pointer pointer(const std::string& dotted);
 };
 
-// echo-bench WORKLOAD --port PORT args... --quiet --json -, killed after `bound`.
+// echo-bench WORKLOAD --host 127.0.0.1 --port PORT args... --quiet --json -, killed after
+// `bound`.
 BenchRun run_bench(const std::string& workload, const std::string& port,
                    const std::vector<std::string>& args,
                    echod::test::Millis bound = echod::test::Millis{60000});
+
+// echo-bench with exactly these arguments; stdout parsed as JSON if it is.
+BenchRun run_bench_raw(const std::vector<std::string>& args,
+                       echod::test::Millis bound = echod::test::Millis{60000});
 
 }  // namespace echod::bench::test

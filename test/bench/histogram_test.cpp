@@ -1,8 +1,8 @@
 // The latency histogram's layout and percentiles, and --source-ips parsing.
 #include <catch2/catch.hpp>
 
-#include "addresses.hpp"
-#include "histogram.hpp"
+#include "net/addresses.hpp"
+#include "report/histogram.hpp"
 
 using echod::bench::LatencyHistogram;
 using echod::bench::Nanos;

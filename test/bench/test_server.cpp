@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace echod::bench::test {
@@ -47,8 +49,8 @@ bool send_all(int fd, const char* data, std::size_t size) {
 
 }  // namespace
 
-TestServer::TestServer(Mode mode, std::size_t flip_every)
-    : mode_(mode), flip_every_(flip_every), listener_(bind_loopback(port_)) {
+TestServer::TestServer(Mode mode, Behaviour behaviour)
+    : mode_(mode), behaviour_(behaviour), listener_(bind_loopback(port_)) {
   // A backlog of 0 still lets one handshake complete; later SYNs are dropped, unanswered.
   if (::listen(listener_, mode == Mode::kNeverAccept ? 0 : 128) != 0) {
     const int error = errno;
@@ -75,9 +77,10 @@ void TestServer::serve() {
     if (::poll(fds.data(), fds.size(), kPollMillis) <= 0) continue;
     for (std::size_t i = fds.size(); i-- > 1;) {
       if (fds[i].revents == 0) continue;
-      if (!serve_client(fds[i].fd)) {
+      if (!serve_client(i - 1)) {
         ::close(fds[i].fd);
         fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
+        clients_.erase(clients_.begin() + static_cast<std::ptrdiff_t>(i - 1));
       }
     }
     if (fds[0].revents & POLLIN) {
@@ -91,6 +94,7 @@ void TestServer::serve() {
         std::lock_guard lock(mutex_);
         peers_.insert(text);
         fds.push_back({client, POLLIN, 0});
+        clients_.push_back(Client{client, 0, {}});
       }
     }
   }
@@ -98,16 +102,69 @@ void TestServer::serve() {
     ::close(fds[i].fd);
 }
 
-bool TestServer::serve_client(int fd) {
-  char buffer[16384];
-  const ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
-  if (got < 0) return errno == EINTR;
-  if (got == 0) return false;
-  if (mode_ == Mode::kSilent) return true;
-  for (ssize_t i = 0; i < got; ++i) {
-    if (mode_ == Mode::kCorrupt && ++bytes_seen_ % flip_every_ == 0) buffer[i] ^= 0x5A;
+std::string TestServer::transform(Client& client, const char* data, std::size_t size) {
+  const std::uint64_t from = client.received;
+  client.received += size;
+  const std::uint64_t at = behaviour_.at;
+  const std::uint64_t end = at + behaviour_.length;
+  std::string out;
+  for (std::size_t i = 0; i < size; ++i) {
+    const std::uint64_t offset = from + i;
+    char byte = data[i];
+    switch (mode_) {
+      case Mode::kCorrupt:
+        if (++bytes_seen_ % at == 0) byte ^= 0x5A;
+        out += byte;
+        break;
+      case Mode::kDropBlock:
+        if (offset < at || offset >= end) out += byte;
+        break;
+      case Mode::kDuplicate:
+        out += byte;
+        if (offset >= at && offset < end) client.held += byte;
+        if (offset + 1 == end) out += std::exchange(client.held, {});
+        break;
+      case Mode::kReorder:
+        if (offset >= at && offset < end) {
+          client.held += byte;  // the first block waits for the second
+        } else {
+          out += byte;
+          if (offset + 1 == end + behaviour_.length) out += std::exchange(client.held, {});
+        }
+        break;
+      case Mode::kTruncate:
+        if (offset < at) out += byte;
+        break;
+      default:
+        out += byte;
+        break;
+    }
   }
-  return send_all(fd, buffer, static_cast<std::size_t>(got));
+  return out;
+}
+
+bool TestServer::serve_client(std::size_t index) {
+  Client& client = clients_[index];
+  char buffer[16384];
+  const ssize_t got = ::recv(client.fd, buffer, sizeof buffer, 0);
+  if (got < 0) return errno == EINTR;
+  if (got == 0) {
+    if (mode_ == Mode::kExtraOnClose) send_all(client.fd, "!", 1);
+    return false;
+  }
+  if (mode_ == Mode::kSilent) return true;
+  const auto size = static_cast<std::size_t>(got);
+  if (mode_ == Mode::kSlow) std::this_thread::sleep_for(behaviour_.delay);
+  bytes_seen_ += mode_ == Mode::kCorrupt ? 0 : size;
+  if (mode_ == Mode::kStallOnce && !stalled_ && bytes_seen_ >= behaviour_.at) {
+    stalled_ = true;
+    std::this_thread::sleep_for(behaviour_.delay);
+  }
+  const std::string out = transform(client, buffer, size);
+  int to = client.fd;
+  if (mode_ == Mode::kSwapClients && index > 0) to = clients_[index - 1].fd;
+  if (!send_all(to, out.data(), out.size())) return false;
+  return !(mode_ == Mode::kTruncate && client.received >= behaviour_.at);
 }
 
 ClosedPort::ClosedPort() : fd_(bind_loopback(port_)) {}
