@@ -36,13 +36,15 @@ LISTENING = re.compile(r"listening on (\S+):(\d+)")
 SETTLE_S = 1  # seconds between a server's "listening" line and its idle memory reading
 
 # Models that serve each client with a process or thread of their own, capped by an option:
-# the cap is raised to the connection count, up to --pool-limit.
+# the cap is raised to the connection count (never below its default, which the pools'
+# min-spare must not exceed), up to --pool-limit.
 POOL_OPTIONS = {
-    "prefork": ("prefork.workers", "one worker process per connection"),
-    "prethread": ("prethread.threads", "one pool thread per connection"),
+    "prefork": ("prefork.max", "one worker process per connection"),
+    "prethread": ("prethread.max", "one pool thread per connection"),
     "thread": ("thread.max-threads", "one thread per connection"),
     "fork": ("fork.max-children", "one child process per connection"),
 }
+POOL_DEFAULT_CAP = 256  # the default of prefork.max and prethread.max
 # Models built on select(): no descriptor >= FD_SETSIZE can be watched.
 SELECT_LIMIT = 1000
 SELECT_MODELS = {"select", "select-pool"}
@@ -205,7 +207,8 @@ def plan(args, model, capabilities, connections):
         key, what = POOL_OPTIONS[model]
         if connections > args.pool_limit:
             return None, f"needs {what}; {connections} > --pool-limit {args.pool_limit}"
-        return [f"--{key}={connections}"], None
+        cap = max(connections, POOL_DEFAULT_CAP) if key.endswith(".max") else connections
+        return [f"--{key}={cap}"], None
     return [], None
 
 
