@@ -17,8 +17,8 @@ using namespace echod::test;
 namespace {
 
 // Threads of an idle echod besides the model's own: its main thread, which runs the model's
-// accept loop. Every connection adds exactly one.
-constexpr int kCoreThreads = 1;
+// accept loop, and core's drain reporter. Every connection adds exactly one.
+constexpr int kCoreThreads = 2;
 constexpr int kCap = 4;
 
 long vm_size_kib(pid_t pid) {
@@ -31,14 +31,15 @@ long vm_size_kib(pid_t pid) {
 
 EchodProcess start_capped(std::vector<std::string> options = {}) {
   options.insert(options.begin(), "max-threads=" + std::to_string(kCap));
-  return EchodProcess(model_args("thread", options));
+  // No drain: a stop closes the clients still connected at once (drains are tested elsewhere).
+  return EchodProcess(model_args("thread", options, {"--drain-timeout=0"}));
 }
 
 }  // namespace
 
 TEST_CASE("the client past max-threads waits in the backlog until a served one leaves") {
   EchodProcess echod = start_capped();
-  REQUIRE(thread_count(echod.pid()) == kCoreThreads);
+  REQUIRE(wait_for_thread_count(echod.pid(), kCoreThreads));  // core's threads start with it
 
   std::vector<TestClient> clients = connect_served(echod.port(), kCap);
   CHECK(thread_count(echod.pid()) == kCoreThreads + kCap);
@@ -60,7 +61,7 @@ TEST_CASE("the client past max-threads waits in the backlog until a served one l
   REQUIRE(echod.stop() == 0);
 }
 
-TEST_CASE("the thread count never exceeds max-threads plus the main thread") {
+TEST_CASE("the thread count never exceeds max-threads plus the core threads") {
   EchodProcess echod = start_capped();
   constexpr int kClients = 4 * kCap;  // all at once, each doing a few round trips
   std::vector<Outcome> outcomes(kClients);
@@ -131,8 +132,10 @@ TEST_CASE("a stop at the cap closes every served client and joins every thread")
 
 TEST_CASE("thread options are validated") {
   const std::pair<const char*, const char*> cases[] = {
-      {"--thread.max-threads=0", "thread.max-threads must be between 1 and 65536"},
-      {"--thread.max-threads=65537", "thread.max-threads must be between 1 and 65536"},
+      {"--thread.max-threads=0",
+       "'--thread.max-threads' is invalid: must be a whole number between 1 and 65536"},
+      {"--thread.max-threads=65537",
+       "'--thread.max-threads' is invalid: must be a whole number between 1 and 65536"},
       {"--thread.stack-size=100", "thread.stack-size must be 0 or between 256"},
   };
   for (const auto& [argument, message] : cases)
