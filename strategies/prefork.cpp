@@ -1,11 +1,20 @@
-// prefork: prefork.workers processes forked up front all accept on the one listener, each
-// serving one client at a time with the blocking echo loop; the parent only respawns workers
-// that die. No fork per connection, but only `workers` clients are served at once: the next
-// ones wait in the listen backlog until a worker is free, so it loses to any model without a
-// cap as soon as clients outnumber workers. An accept lock lets one idle worker at a time wait
-// on the listener; prefork.accept-lock=none lets them all wait and race (the thundering herd).
+// prefork: a pool of worker processes that all accept on the one listener, each serving one
+// client at a time with the blocking echo loop, grown and shrunk with load as Apache's prefork
+// MPM does: prefork.start workers at start, then between prefork.min-spare and
+// prefork.max-spare of them idle, never more than prefork.max. The parent accepts nothing: it
+// reads who is busy from a scoreboard in shared memory, forks workers when spares run short,
+// retires idle ones above max-spare (one per second) and replaces workers that die. No fork per
+// connection, but past prefork.max busy workers the next clients wait in the listen backlog. An
+// accept lock lets one idle worker at a time wait on the listener; prefork.accept-lock=none
+// lets them all wait and race (the thundering herd).
+//
+// A worker that owns a client blocks SIGTERM, from just before its accept() until it has
+// finished that client: the parent retires idle workers with SIGTERM, and a worker it took for
+// idle may have just accepted. Such a worker serves its client to the end, then the pending
+// SIGTERM ends it. So `kill WORKER` retires a worker gracefully; SIGKILL ends it at once.
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -15,12 +24,15 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <unordered_set>
 #include <vector>
 
 #include "echod/acceptor.hpp"
 #include "echod/blocking_echo.hpp"
+#include "echod/errno_policy.hpp"
 #include "echod/process.hpp"
 #include "echod/server_model.hpp"
+#include "echod/spare_pool.hpp"
 #include "echod/stop.hpp"
 
 namespace {
@@ -30,24 +42,30 @@ namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;
 
 struct Options {
-  int workers = 10;
+  PoolSizing pool{5, 5, 10, 256};
   std::string accept_lock = "fcntl";
 };
 
 // How long workers get to close their connection after a stop before they are SIGKILLed.
 constexpr std::chrono::milliseconds kChildStopGrace{1000};
-// A worker that dies younger than this is respawned only after this long, so a worker that
+// A worker that dies younger than this delays the next fork by this long, so a worker that
 // cannot start does not become a fork loop.
 constexpr std::chrono::milliseconds kRespawnDelay{1000};
+// A worker taking a client wakes the parent (to look at the spares) at most this often.
+constexpr std::chrono::milliseconds kWakeGap{10};
+
+int until(Clock::time_point when) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(when - Clock::now()).count();
+  return left > 0 ? static_cast<int>(left) : 0;
+}
 
 class PreforkModel final : public IServerModel {
  public:
   static void declare_options(po::options_description& options) {
     const Options defaults;
+    declare_pool_options(options, "prefork", "worker processes", defaults.pool);
     // clang-format off
     options.add_options()
-        ("prefork.workers", po::value<int>()->default_value(defaults.workers),
-         "worker processes = clients served at once (1-65536); more wait in the listen backlog")
         ("prefork.accept-lock", po::value<std::string>()->default_value(defaults.accept_lock),
          "how idle workers take turns at accept: fcntl (record lock), flock, or none (all wait "
          "on the listener and race: the thundering herd)");
@@ -55,11 +73,8 @@ class PreforkModel final : public IServerModel {
   }
 
   explicit PreforkModel(const po::variables_map& settings)
-      : options_{settings["prefork.workers"].as<int>(),
+      : options_{read_pool_options(settings, "prefork"),
                  settings["prefork.accept-lock"].as<std::string>()} {
-    if (options_.workers < 1 || options_.workers > 65536) {
-      throw std::invalid_argument("prefork.workers must be between 1 and 65536");
-    }
     if (options_.accept_lock != "fcntl" && options_.accept_lock != "flock" &&
         options_.accept_lock != "none") {
       throw std::invalid_argument("prefork.accept-lock must be fcntl, flock or none, not '" +
@@ -80,79 +95,209 @@ class PreforkModel final : public IServerModel {
   }
 
  private:
-  // Parent: keeps a worker in every scoreboard slot until a stop, then reaps them all.
+  // The parent's view of the pool. Owned by the parent (a worker's copy is never used).
+  struct Pool {
+    Scoreboard board;
+    std::vector<pid_t> pids;  // the worker in each scoreboard slot; 0: none
+    std::unordered_set<pid_t> retiring;
+    ChildProcesses workers;
+    Fd wake;  // eventfd: a worker took a client
+    Pool(std::size_t slots, std::shared_ptr<spdlog::logger> log)
+        : board(slots), pids(slots, 0), workers(std::move(log)) {}
+  };
+
+  // Parent: keeps the pool sized to the load until a drain, then waits for the busy workers.
   int serve(const ServerContext& ctx) {
     if (options_.accept_lock != "none") {
       lock_.emplace(options_.accept_lock == "fcntl" ? ProcessAcceptLock::Kind::kFcntl
                                                     : ProcessAcceptLock::Kind::kFlock);
     }
-    Scoreboard board(static_cast<std::size_t>(options_.workers));
-    std::vector<pid_t> pids(board.size(), 0);  // the worker in each slot; 0: none
-    ChildProcesses workers(ctx.log);
-    ctx.log->info("starting {} workers, accept lock: {}", options_.workers, options_.accept_lock);
-    auto next_spawn = Clock::now();
+    const PoolSizing& sizing = options_.pool;
+    Pool pool(static_cast<std::size_t>(sizing.max), ctx.log);
+    pool.wake = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!pool.wake) return log_call_failure(*ctx.log, "eventfd", errno);
+    ctx.log->info("starting {} workers (spare {}-{}, at most {}), accept lock: {}", sizing.start,
+                  sizing.min_spare, sizing.max_spare, sizing.max, options_.accept_lock);
+    SparePolicy policy(sizing);
+    int owed = sizing.start;  // workers to fork besides what the policy asks for
+    auto hold_until = Clock::now();
+    auto next_look = Clock::now();
+    auto wake_from = Clock::now();
     for (;;) {
-      for (std::size_t slot = 0; slot < pids.size() && Clock::now() >= next_spawn; ++slot) {
-        if (pids[slot] != 0) continue;
-        if (stop_requested(ctx.stop_fd)) break;
-        pids[slot] = workers.spawn([&] { return work(ctx, board, slot); });
-        if (pids[slot] < 0) {
-          pids[slot] = 0;
-          ctx.log->warn("fork: {}; retrying in {} ms", std::strerror(errno), kRespawnDelay.count());
-          next_spawn = Clock::now() + kRespawnDelay;
+      const auto now = Clock::now();
+      if (now >= next_look && now < hold_until) {
+        next_look = hold_until;  // forking failed or a worker died young: wait
+      } else if (now >= next_look) {
+        const auto [workers, idle] = census(pool);
+        const SparePolicy::Plan plan = policy.plan(workers, idle, now);
+        if (plan.retire_one) retire_one(pool, ctx);
+        const int spawn = std::min(std::max(plan.spawn, owed), sizing.max - workers);
+        owed = 0;
+        if (spawn > 0 && !spawn_workers(pool, ctx, spawn)) {
+          hold_until = Clock::now() + kRespawnDelay;
         }
+        next_look = now + plan.next_look;
+        wake_from = now + kWakeGap;
       }
-      const int timeout = workers.count() < pids.size() ? until(next_spawn) : -1;
-      pollfd pfds[2] = {{ctx.stop_fd, POLLIN, 0}, {workers.exit_fd(), POLLIN, 0}};
-      if (::poll(pfds, 2, timeout) < 0 && errno != EINTR) {
-        ctx.log->error("poll: {}", std::strerror(errno));
-        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+      // The wake descriptor is watched only kWakeGap after a look: under a high connection
+      // rate the parent looks at most that often instead of once per connection.
+      const bool watch_wake = Clock::now() >= wake_from;
+      const int timeout = until(watch_wake ? next_look : std::min(next_look, wake_from));
+      pollfd pfds[3] = {{ctx.drain_fd, POLLIN, 0},
+                        {pool.workers.exit_fd(), POLLIN, 0},
+                        {watch_wake ? pool.wake.get() : -1, POLLIN, 0}};
+      if (::poll(pfds, 3, timeout) < 0) {
+        if (errno == EINTR) continue;
+        log_call_failure(*ctx.log, "poll", errno);
+        if (!sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) break;
+        continue;
       }
-      // A terminal's Ctrl-C signals the whole process group: workers dying of it are no
-      // reason to respawn, so a stop is checked before reaping.
-      if (pfds[0].revents != 0 || stop_requested(ctx.stop_fd)) break;
-      if (pfds[1].revents == 0) continue;
-      for (const auto& exit : workers.reap()) {
-        const auto slot =
-            static_cast<std::size_t>(std::find(pids.begin(), pids.end(), exit.pid) - pids.begin());
-        pids[slot] = 0;
-        board.clear(slot);  // it may have died busy
-        ctx.endpoint->release_owned_by(exit.pid);
-        const bool too_soon = exit.lifetime < kRespawnDelay;
-        if (too_soon) next_spawn = Clock::now() + kRespawnDelay;
-        ctx.log->warn("worker {} {}; respawning it{}", exit.pid, describe_exit(exit.status),
-                      too_soon ? " in 1 s (it died young)" : "");
+      // A terminal's Ctrl-C or a group SIGTERM reaches the workers too: workers dying of it are
+      // no reason to respawn, so a drain is checked before reaping.
+      if (pfds[0].revents != 0 || stop_requested(ctx.drain_fd)) break;
+      if (pfds[2].revents != 0) {
+        std::uint64_t count;
+        [[maybe_unused]] ssize_t n = ::read(pool.wake.get(), &count, sizeof count);
+        next_look = Clock::now();
+      }
+      if (pfds[1].revents != 0) {
+        const Reaped reaped = reap(pool, ctx);
+        owed += reaped.unexpected;
+        if (reaped.died_young) hold_until = Clock::now() + kRespawnDelay;
+        next_look = Clock::now();
       }
     }
-    // Busy workers see stop_fd in serve_blocking and close their client. Idle ones hold no
-    // client: SIGTERM (their default action) ends them at once, instead of one after another
-    // as each gets the lock and sees the stop.
-    for (std::size_t slot = 0; slot < pids.size(); ++slot) {
-      if (pids[slot] != 0 && !board.busy(slot)) ::kill(pids[slot], SIGTERM);
-    }
-    workers.stop_all(std::max(kChildStopGrace, ctx.endpoint->finish_grace()));
+    drain(pool, ctx);
     lock_.reset();
     return 0;
   }
 
-  // Worker: take the lock, accept one connection, let the lock go, echo it, repeat.
-  int work(const ServerContext& ctx, Scoreboard& board, std::size_t slot) {
+  // Workers running and not retiring, and how many of them are idle.
+  static std::pair<int, int> census(const Pool& pool) {
+    int workers = 0;
+    int idle = 0;
+    for (std::size_t slot = 0; slot < pool.pids.size(); ++slot) {
+      if (pool.pids[slot] == 0 || pool.retiring.count(pool.pids[slot]) != 0) continue;
+      ++workers;
+      if (!pool.board.busy(slot)) ++idle;
+    }
+    return {workers, idle};
+  }
+
+  // Forks `count` workers into free slots; false if fork failed (the caller backs off).
+  bool spawn_workers(Pool& pool, const ServerContext& ctx, int count) {
+    for (std::size_t slot = 0; slot < pool.pids.size() && count > 0; ++slot) {
+      if (pool.pids[slot] != 0) continue;
+      pool.board.clear(slot);  // its last worker may have died busy
+      const pid_t pid = pool.workers.spawn([&] { return work(ctx, pool, slot); });
+      if (pid < 0) {
+        ctx.log->warn("fork: {}; retrying in {} ms", std::strerror(errno), kRespawnDelay.count());
+        return false;
+      }
+      pool.pids[slot] = pid;
+      --count;
+    }
+    return true;
+  }
+
+  // SIGTERMs one idle worker. Safe even if it has just taken a client: see the file comment.
+  static void retire_one(Pool& pool, const ServerContext& ctx) {
+    for (std::size_t slot = pool.pids.size(); slot-- > 0;) {  // the newest slots first
+      const pid_t pid = pool.pids[slot];
+      if (pid == 0 || pool.board.busy(slot) || pool.retiring.count(pid) != 0) continue;
+      if (::kill(pid, SIGTERM) == 0) {
+        pool.retiring.insert(pid);
+        ctx.log->debug("retiring idle worker {}", pid);
+      }
+      return;
+    }
+  }
+
+  struct Reaped {
+    int unexpected = 0;  // workers that died without being retired
+    bool died_young = false;
+  };
+
+  Reaped reap(Pool& pool, const ServerContext& ctx) {
+    Reaped reaped;
+    for (const auto& exit : pool.workers.reap()) {
+      const auto slot = static_cast<std::size_t>(
+          std::find(pool.pids.begin(), pool.pids.end(), exit.pid) - pool.pids.begin());
+      if (slot < pool.pids.size()) {
+        pool.pids[slot] = 0;
+        pool.board.clear(slot);  // it may have died busy
+      }
+      ctx.endpoint->release_owned_by(exit.pid);
+      if (pool.retiring.erase(exit.pid) != 0) continue;  // retired: its SIGTERM was ours
+      if (ctx.endpoint->draining()) continue;
+      ++reaped.unexpected;
+      const bool too_soon = exit.lifetime < kRespawnDelay;
+      reaped.died_young = reaped.died_young || too_soon;
+      ctx.log->warn("worker {} {}; respawning it{}", exit.pid, describe_exit(exit.status),
+                    too_soon ? " in 1 s (it died young)" : "");
+    }
+    return reaped;
+  }
+
+  // A drain: idle workers end at once (SIGTERM; safe, see the file comment), busy ones serve
+  // their client to the end and exit; returns once none is left. At the stop (the drain's
+  // deadline or a second signal) busy workers finish their connection through serve_blocking;
+  // those still running after the grace are killed.
+  void drain(Pool& pool, const ServerContext& ctx) {
+    for (std::size_t slot = 0; slot < pool.pids.size(); ++slot) {
+      if (pool.pids[slot] != 0 && !pool.board.busy(slot)) ::kill(pool.pids[slot], SIGTERM);
+    }
+    while (pool.workers.count() > 0) {
+      pollfd pfds[2] = {{ctx.stop_fd, POLLIN, 0}, {pool.workers.exit_fd(), POLLIN, 0}};
+      if (::poll(pfds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        log_call_failure(*ctx.log, "poll", errno);
+        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+        continue;
+      }
+      if (pfds[0].revents != 0) break;
+      if (pfds[1].revents != 0) reap(pool, ctx);
+    }
+    pool.workers.stop_all(std::max(kChildStopGrace, ctx.endpoint->finish_grace()));
+    for (std::size_t slot = 0; slot < pool.pids.size(); ++slot) {
+      if (pool.pids[slot] != 0) ctx.endpoint->release_owned_by(pool.pids[slot]);
+    }
+  }
+
+  // Worker: take the lock, wait for a client, accept it, let the lock go, echo it, repeat;
+  // leave when the drain begins.
+  int work(const ServerContext& ctx, Pool& pool, std::size_t slot) {
     if (lock_) lock_->open_in_child();
     Acceptor acceptor(ctx.listen_fds.front(), ctx);
+    sigset_t sigterm;
+    sigemptyset(&sigterm);
+    sigaddset(&sigterm, SIGTERM);
     for (;;) {
       if (lock_) lock_->acquire();
       // Exiting while holding the lock is fine: the kernel drops it with the process.
-      if (wait_ready(acceptor.listen_fd(), POLLIN, ctx.stop_fd) == Wait::kStopped) return 0;
+      const Wait wait = wait_ready(acceptor.listen_fd(), POLLIN, ctx.drain_fd);
+      if (wait == Wait::kStopped) return 0;
+      if (wait != Wait::kReady) {  // kFailed: poll failed and already slept a back-off
+        if (lock_) lock_->release();
+        continue;
+      }
+      // Busy from before accept() until the client is done: a SIGTERM now waits (see top).
+      ::sigprocmask(SIG_BLOCK, &sigterm, nullptr);
+      log_load(ctx, pool.board.mark(slot, true));
       auto [status, connection] = acceptor.accept();
       if (lock_) lock_->release();
       if (status == Acceptor::Status::kAccepted) {
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t n = ::write(pool.wake.get(), &one, sizeof one);
         ctx.log->debug("fd {}: accepted by worker {}", connection.fd(), ::getpid());
-        log_load(ctx, board.mark(slot, true));
-        const ServeEnd end = serve_blocking(std::move(connection), ctx);
-        if (end == ServeEnd::kStopped) return 0;
-        log_load(ctx, board.mark(slot, false));
-      } else if (status != Acceptor::Status::kWouldBlock) {  // kWouldBlock: another won the race
-        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) return 0;
+        if (serve_blocking(std::move(connection), ctx) == ServeEnd::kStopped) return 0;
+      }
+      log_load(ctx, pool.board.mark(slot, false));
+      if (status == Acceptor::Status::kClosed || stop_requested(ctx.drain_fd)) return 0;
+      ::sigprocmask(SIG_UNBLOCK, &sigterm, nullptr);  // a pending SIGTERM ends the worker here
+      // kWouldBlock: another worker won the race (accept-lock=none).
+      if (status == Acceptor::Status::kShed || status == Acceptor::Status::kFailed) {
+        if (!sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) return 0;
       }
     }
   }
@@ -160,16 +305,11 @@ class PreforkModel final : public IServerModel {
   // Twice per burst of load, not once per connection.
   void log_load(const ServerContext& ctx, Scoreboard::Load load) const {
     if (load == Scoreboard::Load::kFull) {
-      ctx.log->info("all {} workers busy: new clients wait in the listen backlog",
-                    options_.workers);
+      ctx.log->info("all {} workers busy (prefork.max): new clients wait in the listen backlog",
+                    options_.pool.max);
     } else if (load == Scoreboard::Load::kEased) {
-      ctx.log->info("load eased: at most half of the {} workers busy", options_.workers);
+      ctx.log->info("load eased: at most half of the {} workers busy", options_.pool.max);
     }
-  }
-
-  static int until(Clock::time_point when) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(when - Clock::now()).count();
-    return left > 0 ? static_cast<int>(left) : 0;
   }
 
   Options options_;
@@ -179,5 +319,6 @@ class PreforkModel final : public IServerModel {
 }  // namespace
 
 ECHOD_PLUGIN(PreforkModel, "prefork",
-             "blocking, prefork.workers processes accepting on one listener (with an accept lock)",
+             "blocking, a growing pool of worker processes accepting on one listener (with an "
+             "accept lock)",
              echod::kCapConcurrent | echod::kCapForks)

@@ -37,6 +37,7 @@ class ServerSpec:
     max_connections: int = 0  # 0 = no limit on persistent connections
     limit_reason: str = ""
     per_connection_option: str = ""  # echod key raised to the point's concurrency
+    per_connection_floor: int = 0  # ... but never below this (a growing pool's default max)
     counterpart: str = ""  # for a peer: the echod model it is the Python/Go twin of
     needs: str = ""  # "go": the binary is built from client/peers/go when missing
     model: str = ""  # for echod: the model it loads
@@ -196,6 +197,7 @@ def load_catalogue(path):
             max_connections=entry.number("max_connections", int, 0),
             limit_reason=entry.get("reason", str, ""),
             per_connection_option=entry.get("per_connection_option", str, ""),
+            per_connection_floor=entry.get("per_connection_floor", int, 0),
             counterpart=entry.get("counterpart", str, ""),
             needs=entry.get("needs", str, ""), model=model if kind == "echod" else "")
         if spec.needs not in ("", "go"):

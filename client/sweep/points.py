@@ -31,11 +31,12 @@ def plan(spec, capabilities, point, pool_limit, nofile):
         return None, f"needs {point.connections} descriptors; ulimit -n allows {nofile}"
     if spec.per_connection_option and persistent:
         # Held connections each need a process or thread; churn's come and go, so the model
-        # keeps its default pool there (10 prefork workers, 40 prethread threads: the articles').
+        # keeps its defaults there (prefork and prethread pools grow to 256 by themselves).
         if point.concurrency > pool_limit:
             return None, (f"needs {spec.per_connection_option}={point.concurrency}, above the "
                           f"sweep's pool_limit {pool_limit}")
-        return [f"--{spec.per_connection_option}={point.concurrency}"], None
+        value = max(point.concurrency, spec.per_connection_floor)
+        return [f"--{spec.per_connection_option}={value}"], None
     return [], None
 
 

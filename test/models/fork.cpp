@@ -17,7 +17,9 @@ constexpr int kCap = 2;
 const std::string kFullLine = "children busy (fork.max-children)";
 
 EchodProcess start_capped() {
-  return EchodProcess(model_args("fork", {"max-children=" + std::to_string(kCap)}));
+  // No drain: a stop closes the clients still connected at once (drains are tested elsewhere).
+  return EchodProcess(
+      model_args("fork", {"max-children=" + std::to_string(kCap)}, {"--drain-timeout=0"}));
 }
 
 std::size_t children_of(const EchodProcess& echod) {
