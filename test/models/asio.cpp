@@ -258,9 +258,9 @@ TEST_CASE("a drain serves the open clients on and exits 0 once the last has left
   const std::optional<ExitStatus> status = echod.wait_exit(3s);
   REQUIRE(status.has_value());
   CHECK(*status == 0);
-  CHECK(echod.log().find("drain complete") != std::string::npos);
-  CHECK(echod.log().find("accepted=3 ") != std::string::npos);
-  CHECK(echod.log().find(" drained=3 ") != std::string::npos);
+  CHECK(echod.wait_for_log("drain complete", 2s));
+  CHECK(echod.wait_for_log("accepted=3 ", 2s));
+  CHECK(echod.wait_for_log(" drained=3 ", 2s));
 }
 
 TEST_CASE("at the drain's deadline a client the server is writing to gets its echo, then FIN") {
@@ -292,7 +292,7 @@ TEST_CASE("at the drain's deadline a client the server is writing to gets its ec
   const std::optional<ExitStatus> status = echod.wait_exit(5s);
   REQUIRE(status.has_value());
   CHECK(*status == 0);
-  CHECK(echod.log().find(" drained=2 ") != std::string::npos);
+  CHECK(echod.wait_for_log(" drained=2 ", 2s));
 }
 
 TEST_CASE("the idle timeout closes an idle client, not one the server is still writing to") {
@@ -314,11 +314,11 @@ TEST_CASE("the idle timeout closes an idle client, not one the server is still w
   REQUIRE(echoed);
   REQUIRE(same_bytes(echoed.data, pushed.expected()));
   REQUIRE(stuck.echo("still served"));
-  CHECK(echod.log().find("closed after 1 s idle") != std::string::npos);
+  CHECK(echod.wait_for_log("closed after 1 s idle", 2s));
   stuck.close();
   REQUIRE(echod.stop() == 0);
-  CHECK(echod.log().find(" closed_idle=1 ") != std::string::npos);
+  CHECK(echod.wait_for_log(" closed_idle=1 ", 2s));
   const std::string totals = "bytes_in=" + std::to_string(pushed.total + 4 + 12) +
                              " bytes_out=" + std::to_string(pushed.total + 4 + 12);
-  CHECK(echod.log().find(totals) != std::string::npos);
+  CHECK(echod.wait_for_log(totals, 2s));
 }
