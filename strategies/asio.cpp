@@ -12,6 +12,7 @@
 
 #include "echod/asio_support.hpp"
 #include "echod/connection_buffer.hpp"
+#include "echod/options.hpp"
 
 namespace {
 
@@ -25,56 +26,56 @@ struct Options {
 
 // One client: wait until readable, read, write it all back, read again. Never reads while a
 // write is pending, so at most one buffer is unechoed (backpressure), and the buffer exists only
-// while data flows: an idle connection holds none. Handlers run on the socket's executor.
-class Session : public std::enable_shared_from_this<Session> {
+// while data flows: an idle connection holds none. Handlers run on the socket's executor. At a
+// stop, the pending wait or write is cancelled and the connection, with what it had not yet
+// written back, goes to the loop's Finisher.
+class Session final : public Connection {
  public:
-  Session(tcp::socket socket, Loop& loop)
-      : socket_(std::move(socket)),
-        entry_(loop.live, socket_),
-        loop_(loop),
+  Session(tcp::socket socket, Admission admission, Loop& loop)
+      : Connection(std::move(socket), std::move(admission), loop),
         buffer_size_(std::min(kScratchSize, loop.ctx.high_water)) {}
 
-  asio::any_io_executor executor() { return socket_.get_executor(); }
   void start() {
-    if (entry_) wait();  // else stopping: the socket closes with the session
+    if (!enrolled()) return;  // stopping: the socket closes with the session
+    watch_idle();
+    wait();
   }
 
  private:
+  std::shared_ptr<Session> self() { return std::static_pointer_cast<Session>(shared_from_this()); }
+
   void wait() {
     buffer_.reset();
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
-      ec ? self->close(ec) : self->read();
+    if (stopping()) return finish({});
+    socket.async_wait(tcp::socket::wait_read, [self = self()](error_code ec) {
+      if (!ec) return self->read();
+      self->stopped(ec) ? self->finish({}) : self->end(ec);
     });
   }
 
   // Takes what the kernel holds now; after a write it usually holds more (streaming peers).
   void read() {
+    if (stopping()) return finish({});
     if (!buffer_) buffer_ = std::make_unique_for_overwrite<char[]>(buffer_size_);
     error_code ec;
-    const std::size_t size = socket_.read_some(asio::buffer(buffer_.get(), buffer_size_), ec);
+    const std::size_t size = read_some({buffer_.get(), buffer_size_}, ec);
     if (ec == asio::error::would_block) return wait();
-    if (ec) return close(ec);
+    if (ec) return end(ec);  // EOF comes only between writes: everything was echoed
     write(size);
   }
 
   // async_write finishes partial writes; the next read starts only once all is sent.
   void write(std::size_t size) {
-    asio::async_write(socket_, asio::buffer(buffer_.get(), size),
-                      [self = shared_from_this()](error_code ec, std::size_t) {
-                        ec ? self->close(ec) : self->read();
+    write_started();
+    asio::async_write(socket, asio::buffer(buffer_.get(), size),
+                      [self = self(), size](error_code ec, std::size_t sent) {
+                        self->write_ended(sent);
+                        if (!ec) return self->read();
+                        if (!self->stopped(ec)) return self->end(ec);
+                        self->finish({self->buffer_.get() + sent, size - sent});
                       });
   }
 
-  // EOF comes only between writes, so everything received has been echoed (half-close).
-  void close(const error_code& ec) {
-    loop_.log_end(socket_, ec);
-    error_code ignored;
-    socket_.close(ignored);
-  }
-
-  tcp::socket socket_;
-  LiveSockets::Entry entry_;
-  Loop& loop_;
   std::size_t buffer_size_;
   std::unique_ptr<char[]> buffer_;
 };
@@ -85,17 +86,13 @@ class AsioModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("asio.threads", po::value<int>()->default_value(defaults.threads),
+        ("asio.threads", bounded(1, 1024)->default_value(defaults.threads),
          "threads running the io_context (1-1024); with more than one, each connection's handlers are serialised by a strand");
     // clang-format on
   }
 
   explicit AsioModel(const po::variables_map& settings)
-      : options_{settings["asio.threads"].as<int>()} {
-    if (options_.threads < 1 || options_.threads > 1024) {
-      throw std::invalid_argument("asio.threads must be between 1 and 1024");
-    }
-  }
+      : options_{settings["asio.threads"].as<int>()} {}
 
   int run(const ServerContext& ctx) noexcept override {
     return serve(ctx, options_.threads, [](Loop& loop) {
@@ -105,16 +102,20 @@ class AsioModel final : public IServerModel {
   }
 
  private:
-  // Waits for pending connections and starts a session for each; pauses when accepting fails.
-  // Runs on the loop's control strand, like the stop that closes the listener.
+  // Waits for pending connections and starts a session for each; pauses when accepting fails,
+  // ends at the drain. Runs on the loop's control strand, like the drain that closes the
+  // listener.
   static void accept(Loop& loop, Loop::Listener& listener) {
     listener.socket.async_wait(tcp::acceptor::wait_read, [&loop, &listener](error_code ec) {
-      if (ec) return;  // closed by the stop
-      const bool ok = loop.accept_pending(listener, [&loop](tcp::socket socket) {
-        auto session = std::make_shared<Session>(std::move(socket), loop);
-        asio::post(session->executor(), [session] { session->start(); });
-      });
+      if (ec) return;  // closed by the drain
+      const bool ok =
+          loop.accept_pending(listener, [&loop](tcp::socket socket, Admission admission) {
+            auto session = std::make_shared<Session>(std::move(socket), std::move(admission), loop);
+            const auto executor = session->socket.get_executor();
+            asio::post(executor, [session = std::move(session)] { session->start(); });
+          });
       if (ok) return accept(loop, listener);
+      if (!listener.socket.is_open()) return;  // the drain began
       listener.backoff.async_wait([&loop, &listener](error_code ec) {
         if (!ec) accept(loop, listener);
       });

@@ -15,6 +15,7 @@
 
 #include "echod/asio_support.hpp"
 #include "echod/connection_buffer.hpp"
+#include "echod/options.hpp"
 
 namespace {
 
@@ -51,17 +52,13 @@ class CoroModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("coro.threads", po::value<int>()->default_value(defaults.threads),
+        ("coro.threads", bounded(1, 1024)->default_value(defaults.threads),
          "threads running the io_context (1-1024); with more than one, each connection's coroutine runs on a strand");
     // clang-format on
   }
 
   explicit CoroModel(const po::variables_map& settings)
-      : options_{settings["coro.threads"].as<int>()} {
-    if (options_.threads < 1 || options_.threads > 1024) {
-      throw std::invalid_argument("coro.threads must be between 1 and 1024");
-    }
-  }
+      : options_{settings["coro.threads"].as<int>()} {}
 
   int run(const ServerContext& ctx) noexcept override {
     return serve(ctx, options_.threads, [](Loop& loop) {
@@ -74,44 +71,67 @@ class CoroModel final : public IServerModel {
 
  private:
   // Waits for pending connections and spawns a coroutine for each; pauses when accepting
-  // fails. Runs on the loop's control strand, like the stop that closes the listener.
+  // fails, ends at the drain. Runs on the loop's control strand, like the drain that closes the
+  // listener.
   static awaitable<void> accept(Loop& loop, Loop::Listener& listener) {
     error_code ec;
     for (;;) {
       co_await listener.socket.async_wait(tcp::acceptor::wait_read, into(ec));
-      if (ec) co_return;  // closed by the stop
-      const bool ok = loop.accept_pending(listener, [&loop](tcp::socket socket) {
-        const auto executor = socket.get_executor();
-        asio::co_spawn(executor, echo(std::move(socket), loop), log_failure(loop.ctx));
-      });
-      if (!ok) co_await listener.backoff.async_wait(into(ec));
-      if (ec) co_return;  // the pause was cancelled by the stop
+      if (ec) co_return;  // closed by the drain
+      const bool ok =
+          loop.accept_pending(listener, [&loop](tcp::socket socket, Admission admission) {
+            // Made here, on the control strand, so that a stop that follows finds it enrolled.
+            auto connection =
+                std::make_shared<Connection>(std::move(socket), std::move(admission), loop);
+            const auto executor = connection->socket.get_executor();
+            asio::co_spawn(executor, echo(std::move(connection), loop.ctx), log_failure(loop.ctx));
+          });
+      if (ok) continue;
+      if (!listener.socket.is_open()) co_return;  // the drain began
+      co_await listener.backoff.async_wait(into(ec));
+      if (ec) co_return;  // the pause was cancelled by the drain
     }
   }
 
   // One client: wait until readable, then read and write back until the kernel holds no more.
   // Never reads while a write is pending, so at most one buffer is unechoed (backpressure), and
-  // the buffer lives only while data flows: an idle connection holds none.
-  static awaitable<void> echo(tcp::socket socket, Loop& loop) {
-    const LiveSockets::Entry entry(loop.live, socket);
-    if (!entry) co_return;  // stopping
-    const std::size_t size = std::min(kScratchSize, loop.ctx.high_water);
+  // the buffer lives only while data flows: an idle connection holds none. At a stop, the
+  // pending wait or write is cancelled and the connection, with what it had not yet written
+  // back, goes to the loop's Finisher.
+  static awaitable<void> echo(std::shared_ptr<Connection> connection, const ServerContext& ctx) {
+    Connection& c = *connection;
+    if (!c.enrolled()) co_return;  // stopping: the socket closes with the connection
+    c.watch_idle();
+    const std::size_t size = std::min(kScratchSize, ctx.high_water);
     error_code ec;
-    while (!ec) {
-      co_await socket.async_wait(tcp::socket::wait_read, into(ec));
+    for (;;) {
+      if (c.stopping()) break;
+      co_await c.socket.async_wait(tcp::socket::wait_read, into(ec));
       if (ec) break;
       const auto buffer = std::make_unique_for_overwrite<char[]>(size);
-      for (;;) {
-        const std::size_t n = socket.read_some(asio::buffer(buffer.get(), size), ec);
+      while (!c.stopping()) {
+        const std::size_t n = c.read_some({buffer.get(), size}, ec);
         if (ec) break;
         // async_write finishes partial writes before the loop reads again.
-        co_await asio::async_write(socket, asio::buffer(buffer.get(), n), into(ec));
+        c.write_started();
+        const std::size_t sent =
+            co_await asio::async_write(c.socket, asio::buffer(buffer.get(), n), into(ec));
+        c.write_ended(sent);
+        if (c.stopped(ec)) {
+          c.finish({buffer.get() + sent, n - sent});
+          co_return;
+        }
         if (ec) break;
       }
-      if (ec == asio::error::would_block) ec.clear();
+      if (ec && ec != asio::error::would_block) break;
+      ec.clear();
     }
     // EOF comes only between writes, so everything received has been echoed (half-close).
-    loop.log_end(socket, ec);
+    if (c.stopping() && (!ec || c.stopped(ec))) {
+      c.finish({});
+    } else {
+      c.end(ec);
+    }
   }
 
   Options options_;

@@ -22,6 +22,8 @@
 #include "echod/acceptor.hpp"
 #include "echod/connection_buffer.hpp"  // kScratchSize
 #include "echod/errno_policy.hpp"
+#include "echod/idle_list.hpp"
+#include "echod/options.hpp"
 #include "echod/select_limits.hpp"
 #include "echod/server_model.hpp"
 
@@ -42,20 +44,40 @@ enum class Sender {
   kParked,  // the socket was full: the reactor waits for writability, then queues it again
 };
 
-// One client. The reactor thread owns it (creates, reads, closes); fields marked (shared) are
-// guarded by the model's mutex_; `outbox` and `sent` belong to whoever holds the sending side.
-struct Connection {
-  explicit Connection(Accepted accepted)
-      : fd(std::move(accepted.socket)), admission(std::move(accepted.admission)) {}
+// One client. The reactor thread owns it (creates, reads, closes, orders it in the idle list);
+// fields marked (shared) are guarded by the model's mutex_; `outbox` and `sent` belong to
+// whoever holds the sending side. Destroyed only when no worker holds it; adds its byte counts
+// to the stop summary then.
+struct Connection : IdleList::Hook {
+  Connection(Accepted accepted, Endpoint& endpoint)
+      : fd(std::move(accepted.socket)),
+        admission(std::move(accepted.admission)),
+        endpoint(endpoint) {}
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() { endpoint.count_bytes(bytes_received, bytes_sent); }
+
+  // The bytes received but not yet sent, in order, for the Finisher at a stop (no worker may
+  // hold the connection then).
+  [[nodiscard]] std::vector<char> unsent_bytes() const {
+    std::vector<char> bytes(outbox.begin() + static_cast<std::ptrdiff_t>(sent), outbox.end());
+    bytes.insert(bytes.end(), inbox.begin(), inbox.end());
+    return bytes;
+  }
+
   Fd fd;
-  Admission admission;            // its place under the endpoint's caps
-  std::vector<char> inbox;        // (shared) received, not yet taken by a worker
-  std::size_t unsent = 0;         // (shared) bytes of inbox and outbox not yet sent
-  Sender sender = Sender::kIdle;  // (shared)
-  bool peer_done = false;         // (shared) the peer shut down its sending side
-  bool failed = false;            // (shared) reset or error: close without sending the rest
-  std::vector<char> outbox;       // taken from inbox, being sent
-  std::size_t sent = 0;           // bytes at the front of outbox already sent
+  Admission admission;  // its place under the endpoint's caps
+  Endpoint& endpoint;
+  std::uint64_t bytes_received = 0;  // the reactor's
+  std::uint64_t bytes_sent = 0;      // (shared)
+  bool closed_idle = false;          // the reactor's: closed by the idle timeout, logged
+  std::vector<char> inbox;           // (shared) received, not yet taken by a worker
+  std::size_t unsent = 0;            // (shared) bytes of inbox and outbox not yet sent
+  Sender sender = Sender::kIdle;     // (shared)
+  bool peer_done = false;            // (shared) the peer shut down its sending side
+  bool failed = false;               // (shared) reset or error: close without sending the rest
+  std::vector<char> outbox;          // taken from inbox, being sent
+  std::size_t sent = 0;              // bytes at the front of outbox already sent
 };
 
 class SelectPoolModel final : public IServerModel {
@@ -64,20 +86,17 @@ class SelectPoolModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("select-pool.threads", po::value<int>()->default_value(defaults.threads),
+        ("select-pool.threads", bounded(1, 256)->default_value(defaults.threads),
          "worker threads that send (1-256); one select() thread accepts and receives");
     // clang-format on
   }
 
   explicit SelectPoolModel(const po::variables_map& settings)
-      : options_{settings["select-pool.threads"].as<int>()} {
-    if (options_.threads < 1 || options_.threads > 256) {
-      throw std::invalid_argument("select-pool.threads must be between 1 and 256");
-    }
-  }
+      : options_{settings["select-pool.threads"].as<int>()} {}
 
-  // Starts the workers, runs the reactor until stop, then stops and joins the workers before
-  // closing the connections they may still hold.
+  // Starts the workers, runs the reactor until the stop (or until a drain has seen the last
+  // client leave), then stops and joins the workers before finishing the connections they may
+  // have held: what was received and not yet sent goes to the Finisher with the socket.
   int run(const ServerContext& ctx) noexcept override {
     high_water_ = std::max<std::size_t>(ctx.high_water, 1);
     wake_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -100,29 +119,45 @@ class SelectPoolModel final : public IServerModel {
     work_ready_.notify_all();
     for (auto& thread : pool)
       thread.join();
-    connections_.clear();  // closes every client
+    Finisher finisher(*ctx.endpoint);
+    for (auto& c : connections_) {
+      if (c->failed) continue;  // reset or error: just close
+      try {
+        finisher.add(std::move(c->fd), c->unsent_bytes());
+      } catch (const std::bad_alloc&) {  // this one just closes
+        ctx.log->warn("out of memory: closing fd {} at stop", c->fd.get());
+      }
+      c->admission.release();
+    }
+    connections_.clear();
+    finisher.run();
     return result;
   }
 
  private:
-  // The reactor: watches stop_fd, the wake-up eventfd, the listeners, every connection that
-  // may read (below the high-water mark) and every parked one for writability.
+  // The reactor: watches stop_fd, drain_fd, the wake-up eventfd, the listeners (until a drain),
+  // every connection that may read (below the high-water mark) and every parked one for
+  // writability; closes the idle ones.
   int serve(const ServerContext& ctx) {
     std::vector<int> fixed_fds(ctx.listen_fds.begin(), ctx.listen_fds.end());
-    fixed_fds.insert(fixed_fds.end(), {ctx.stop_fd, wake_.get()});
+    fixed_fds.insert(fixed_fds.end(), {ctx.stop_fd, ctx.drain_fd, wake_.get()});
     if (const int error = check_fd_set_room(fixed_fds, "select-pool", *ctx.log)) return error;
     for (int fd : ctx.listen_fds) {
       acceptors_.push_back(std::make_unique<Acceptor>(fd, ctx));
     }
+    IdleList idle(ctx.endpoint->limits().idle_timeout);
 
+    bool draining = false;
     Clock::time_point resume_accepting;  // while shedding load, listeners are muted until then
     for (;;) {
-      const auto now = Clock::now();
-      const bool accepting = now >= resume_accepting;
+      if (draining && connections_.empty()) return 0;
+      auto now = Clock::now();
+      const bool accepting = !draining && now >= resume_accepting;
       FD_ZERO(&read_set_);
       FD_ZERO(&write_set_);
       max_fd_ = -1;
       arm(ctx.stop_fd, true, false);
+      arm(ctx.drain_fd, !draining, false);
       arm(wake_.get(), true, false);
       for (auto& acceptor : acceptors_)
         arm(acceptor->listen_fd(), accepting, false);
@@ -133,42 +168,74 @@ class SelectPoolModel final : public IServerModel {
               c->sender == Sender::kParked);
         }
       }
-      const auto wait = std::chrono::ceil<std::chrono::milliseconds>(resume_accepting - now);
-      const long wait_ms = std::max<long>(wait.count(), 0);
-      timeval timeout{wait_ms / 1000, (wait_ms % 1000) * 1000};
-      if (::select(max_fd_ + 1, &read_set_, &write_set_, nullptr, accepting ? nullptr : &timeout) <
-          0) {
+      int timeout_ms = idle.wait_ms(now);
+      if (!accepting && !draining) {
+        const auto pause = std::chrono::ceil<std::chrono::milliseconds>(resume_accepting - now);
+        timeout_ms =
+            earliest_timeout(timeout_ms, static_cast<int>(std::max<long long>(pause.count(), 0)));
+      }
+      timeval timeout{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+      if (::select(max_fd_ + 1, &read_set_, &write_set_, nullptr,
+                   timeout_ms < 0 ? nullptr : &timeout) < 0) {
         if (errno == EINTR) continue;
         return log_call_failure(*ctx.log, "select", errno);
       }
-      if (FD_ISSET(ctx.stop_fd, &read_set_)) return 0;
+      if (FD_ISSET(ctx.stop_fd, &read_set_)) return 0;          // run() finishes the connections
+      if (FD_ISSET(ctx.drain_fd, &read_set_)) draining = true;  // the listeners are shut
       eventfd_t wakeups;
       if (FD_ISSET(wake_.get(), &read_set_)) eventfd_read(wake_.get(), &wakeups);
+      now = Clock::now();
       for (auto& c : connections_)
-        on_ready(*c, ctx);
+        on_ready(*c, ctx, idle, now);
+      idle.expire(now, [&](IdleList::Hook& hook) {
+        return close_if_idle(static_cast<Connection&>(hook), ctx);
+      });
       close_finished(ctx);
       // Accept last: a descriptor closed above and reused now must not inherit its readiness.
       for (auto& acceptor : acceptors_) {
-        if (FD_ISSET(acceptor->listen_fd(), &read_set_) && !accept_ready(*acceptor, ctx))
+        if (!accepting || !FD_ISSET(acceptor->listen_fd(), &read_set_)) continue;
+        if (!accept_ready(*acceptor, ctx, idle, now)) {
+          if (acceptor->closed()) draining = true;
           resume_accepting = Clock::now() + std::chrono::milliseconds(kAcceptBackoffMs);
+        }
       }
     }
   }
 
   // Takes the pending connections (a bounded batch per wakeup) that select() can watch;
-  // refused ones close at once. False: pause accepting.
-  bool accept_ready(Acceptor& acceptor, const ServerContext& ctx) {
+  // refused ones close at once. False: pause accepting (for good once the listener is shut).
+  bool accept_ready(Acceptor& acceptor, const ServerContext& ctx, IdleList& idle,
+                    Clock::time_point now) {
     return acceptor.accept_batch(kAcceptBatch, [&](Accepted accepted) {
       if (!admission_.admit(accepted.fd(), connections_.size(), *ctx.log)) return;
       ctx.log->debug("fd {}: accepted", accepted.fd());
-      connections_.push_back(std::make_unique<Connection>(std::move(accepted)));
+      try {
+        connections_.push_back(std::make_unique<Connection>(std::move(accepted), *ctx.endpoint));
+        idle.touch(*connections_.back(), now);
+      } catch (const std::bad_alloc&) {  // this connection closes; the others go on
+        ctx.log->warn("out of memory: closing a new connection");
+      }
     });
   }
 
+  // The idle timeout, from the reactor: a connection with bytes still to send (or a worker
+  // sending them) is not idle. Marked here, closed by close_finished().
+  bool close_if_idle(Connection& c, const ServerContext& ctx) {
+    std::lock_guard lock(mutex_);
+    if (c.sender != Sender::kIdle || c.unsent > 0) return false;
+    ctx.log->debug("fd {}: closed after {} s idle", c.fd.get(),
+                   std::chrono::duration<double>(ctx.endpoint->limits().idle_timeout).count());
+    ctx.endpoint->count_idle_close();
+    c.closed_idle = true;
+    c.failed = true;  // nothing is left to send: close_finished() closes it
+    return true;
+  }
+
   // Gives a writable parked connection back to the workers; receives once into its inbox.
-  void on_ready(Connection& c, const ServerContext& ctx) {
+  void on_ready(Connection& c, const ServerContext& ctx, IdleList& idle, Clock::time_point now) {
     const int fd = c.fd.get();
     if (!FD_ISSET(fd, &read_set_) && !FD_ISSET(fd, &write_set_)) return;
+    idle.touch(c, now);
     std::unique_lock lock(mutex_);
     if (FD_ISSET(fd, &write_set_) && c.sender == Sender::kParked) queue(c);
     if (!FD_ISSET(fd, &read_set_)) return;
@@ -181,6 +248,7 @@ class SelectPoolModel final : public IServerModel {
     const int error = errno;
     lock.lock();
     if (n > 0) {
+      c.bytes_received += static_cast<std::size_t>(n);
       c.inbox.insert(c.inbox.end(), scratch_.data(), scratch_.data() + n);
       c.unsent += static_cast<std::size_t>(n);
       if (c.sender == Sender::kIdle) queue(c);
@@ -198,7 +266,7 @@ class SelectPoolModel final : public IServerModel {
     std::erase_if(connections_, [&](const std::unique_ptr<Connection>& c) {
       const bool done = c->sender != Sender::kQueued &&
                         (c->failed || (c->peer_done && c->sender == Sender::kIdle));
-      if (done) ctx.log->debug("fd {}: closed", c->fd.get());
+      if (done && !c->closed_idle) ctx.log->debug("fd {}: closed", c->fd.get());
       return done;
     });
   }
@@ -228,6 +296,7 @@ class SelectPoolModel final : public IServerModel {
         std::lock_guard lock(mutex_);
         const bool was_throttled = c->unsent >= high_water_;
         c->unsent -= sent;
+        c->bytes_sent += sent;
         if (error == EAGAIN) {
           c->sender = Sender::kParked;
         } else if (error == 0 && !c->inbox.empty() && !c->failed) {

@@ -1,6 +1,7 @@
 // Models asio and coro with their io_context on two threads (<model>.threads=2): many clients
-// at once, a client that stops reading beside busy ones, a stop with clients connected, and
-// option validation. test/models/coro.cpp compiles this file with ECHOD_ASIO_TEST_MODEL "coro":
+// at once, a client that stops reading beside busy ones, a drain, a stop with clients
+// connected, the drain's deadline and the idle timeout while a write is in flight, and option
+// validation. test/models/coro.cpp compiles this file with ECHOD_ASIO_TEST_MODEL "coro":
 // both models promise the same behaviour through the same option, so one text tests both.
 #define CATCH_CONFIG_MAIN
 #include <signal.h>
@@ -31,16 +32,20 @@ const std::string kModel = ECHOD_ASIO_TEST_MODEL;
 const std::string kThreadsKey = kModel + ".threads";
 // echod's main thread runs the io_context too, so threads=2 starts exactly one more thread.
 constexpr int kThreads = 2;
+// Core runs one thread of its own beside the model's (it reports the drain).
+constexpr int kProcessThreads = kThreads + 1;
 constexpr std::size_t KiB = 1024;
 constexpr std::size_t MiB = 1024 * KiB;
 
-std::vector<std::string> two_threads() {
-  return model_args(kModel, {"threads=" + std::to_string(kThreads)});
+std::vector<std::string> two_threads(std::vector<std::string> core_args = {}) {
+  std::vector<std::string> args = model_args(kModel, {"threads=" + std::to_string(kThreads)});
+  args.insert(args.end(), core_args.begin(), core_args.end());
+  return args;
 }
 
 // The second thread starts right after the listening line.
 void wait_for_threads(const EchodProcess& echod) {
-  REQUIRE(wait_for_thread_count(echod.pid(), kThreads, 5s));
+  REQUIRE(wait_for_thread_count(echod.pid(), kProcessThreads, 5s));
 }
 
 // Random messages of 1 byte to 64 KiB, each echoed and compared before the next.
@@ -115,7 +120,8 @@ TEST_CASE("50 concurrent clients each get their random data back in order") {
     INFO("client " << i << " (seeds " << 1000 + i << ", " << 2000 + i << ")");
     CHECK(outcomes[i]);
   }
-  CHECK(thread_count(echod.pid()) == kThreads);
+  CHECK(thread_count(echod.pid()) == kProcessThreads);
+  clients.clear();  // SIGTERM begins a drain: it ends once the clients have left
   REQUIRE(echod.stop() == 0);
 }
 
@@ -164,10 +170,13 @@ TEST_CASE("a client that stops reading is held back while the others are served"
   REQUIRE(echoed);
   REQUIRE(same_bytes(echoed.data, pushed.expected()));
   REQUIRE(stuck.echo("still served"));
+  stuck.close();  // SIGTERM begins a drain: it ends once the clients have left
+  for (TestClient& other : others)
+    other.close();
   REQUIRE(echod.stop() == 0);
 }
 
-TEST_CASE("SIGTERM with clients connected closes them all and exits 0") {
+TEST_CASE("a second SIGTERM with clients connected closes them all and exits 0") {
   EchodProcess echod(two_threads());
   wait_for_threads(echod);
   std::vector<TestClient> clients;
@@ -193,8 +202,11 @@ TEST_CASE("SIGTERM with clients connected closes them all and exits 0") {
   });
   REQUIRE(eventually([&] { return streamed >= 10; }, 5s, 1ms));
 
-  // run() returns only after joining its threads; a thread left running would make the exit
-  // status 134 (std::terminate) or miss the deadline instead of 0.
+  // The first signal begins a drain, the second stops at once. run() returns only after
+  // joining its threads; a thread left running would make the exit status 134
+  // (std::terminate) or miss the deadline instead of 0.
+  echod.signal(SIGTERM);
+  REQUIRE(echod.wait_for_log("draining", 2s));
   echod.signal(SIGTERM);
   const std::optional<ExitStatus> status = echod.wait_exit(3s);
   REQUIRE(status.has_value());
@@ -210,9 +222,103 @@ TEST_CASE("SIGTERM with clients connected closes them all and exits 0") {
 }
 
 TEST_CASE("the thread count is validated") {
-  for (const char* threads : {"0", "-1", "1025"}) {
+  for (const char* threads : {"0", "-1", "1025", "99999999999", "2x"}) {
     CAPTURE(threads);
-    CHECK(option_rejected(kModel, "--" + kThreadsKey + "=" + threads,
-                          kThreadsKey + " must be between 1 and 1024"));
+    CHECK(option_rejected(
+        kModel, "--" + kThreadsKey + "=" + threads,
+        "option '--" + kThreadsKey + "' is invalid: must be a whole number between 1 and 1024"));
   }
+}
+
+TEST_CASE("a drain serves the open clients on and exits 0 once the last has left") {
+  EchodProcess echod(two_threads());
+  wait_for_threads(echod);
+  std::vector<TestClient> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect_client(echod.port()));
+    REQUIRE(clients.back().echo("before " + std::to_string(i)));
+  }
+  echod.signal(SIGTERM);
+  REQUIRE(echod.wait_for_log("draining", 2s));
+  TestClient late;
+  CHECK_FALSE(late.connect(echod.port()));  // the listener is closed
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    INFO("client " << i);
+    REQUIRE(clients[i].echo(random_bytes(256 * KiB, 30 + i), 10s));
+  }
+  clients[0].close();
+  REQUIRE(clients[1].shutdown_write());  // a half-close ends a connection too
+  const Received rest = clients[1].recv_until_eof(5s);
+  REQUIRE(rest);
+  CHECK(rest.data.empty());
+  std::this_thread::sleep_for(200ms);
+  REQUIRE(echod.running());  // one client is left
+  REQUIRE(clients[2].echo("still served"));
+  clients[2].close();
+  const std::optional<ExitStatus> status = echod.wait_exit(3s);
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+  CHECK(echod.wait_for_log("drain complete", 2s));
+  CHECK(echod.wait_for_log("accepted=3 ", 2s));
+  CHECK(echod.wait_for_log(" drained=3 ", 2s));
+}
+
+TEST_CASE("at the drain's deadline a client the server is writing to gets its echo, then FIN") {
+  EchodProcess echod(two_threads({"--drain-timeout=0.5"}));
+  wait_for_threads(echod);
+  TestClient idle = connect_client(echod.port());
+  REQUIRE(idle.echo("idle"));
+  ConnectOptions small_window;
+  small_window.receive_buffer = 4 * KiB;
+  TestClient stuck = connect_client(echod.port(), small_window);
+  Pushed pushed{random_bytes(64 * KiB, 11), {}, 0};
+  REQUIRE(pushed.push(stuck, 300ms, 256 * MiB));  // the server now waits to write to it
+  REQUIRE(pushed.total > 0);
+
+  echod.signal(SIGTERM);
+  REQUIRE(echod.wait_for_log("drain timeout", 3s));
+  // What the server had read comes back in order, then EOF (a reset would fail the read).
+  // What it had not read yet is discarded by the lingering close.
+  const Received echoed = stuck.recv_until_eof(10s);
+  REQUIRE(echoed);
+  INFO("pushed " << pushed.total << " bytes, " << echoed.data.size() << " came back");
+  CHECK(echoed.data.size() > 0);
+  CHECK(same_bytes(echoed.data, pushed.expected().substr(0, echoed.data.size())));
+  const Received idle_rest = idle.recv_until_eof(5s);
+  REQUIRE(idle_rest);
+  CHECK(idle_rest.data.empty());
+  stuck.close();
+  idle.close();
+  const std::optional<ExitStatus> status = echod.wait_exit(5s);
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+  CHECK(echod.wait_for_log(" drained=2 ", 2s));
+}
+
+TEST_CASE("the idle timeout closes an idle client, not one the server is still writing to") {
+  EchodProcess echod(two_threads({"--idle-timeout=1", "--log-level=debug"}));
+  wait_for_threads(echod);
+  TestClient idle = connect_client(echod.port());
+  REQUIRE(idle.echo("idle"));
+  ConnectOptions small_window;
+  small_window.receive_buffer = 4 * KiB;
+  TestClient stuck = connect_client(echod.port(), small_window);
+  Pushed pushed{random_bytes(64 * KiB, 12), {}, 0};
+  REQUIRE(pushed.push(stuck, 300ms, 256 * MiB));  // a write is in flight from now on
+  REQUIRE(pushed.total > 0);
+
+  // Longer than two timeouts: the idle client goes, the stuck one (echo pending) stays.
+  REQUIRE(idle.is_closed_by_peer(5s));
+  std::this_thread::sleep_for(1500ms);
+  const Received echoed = stuck.recv_exact(pushed.total, 20s);
+  REQUIRE(echoed);
+  REQUIRE(same_bytes(echoed.data, pushed.expected()));
+  REQUIRE(stuck.echo("still served"));
+  CHECK(echod.wait_for_log("closed after 1 s idle", 2s));
+  stuck.close();
+  REQUIRE(echod.stop() == 0);
+  CHECK(echod.wait_for_log(" closed_idle=1 ", 2s));
+  const std::string totals = "bytes_in=" + std::to_string(pushed.total + 4 + 12) +
+                             " bytes_out=" + std::to_string(pushed.total + 4 + 12);
+  CHECK(echod.wait_for_log(totals, 2s));
 }

@@ -2,6 +2,8 @@
 // clients that stop reading hold up neither the pool nor anyone else, select-pool.threads sizes
 // the pool, and a stop with parked connections is prompt.
 #define CATCH_CONFIG_MAIN
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -146,6 +148,7 @@ TEST_CASE("every client gets its own bytes in order while slow readers lag") {
     CHECK(echoed[k]);
     CHECK(sent[k]);
   }
+  clients.clear();  // SIGTERM begins a drain: it ends once the clients have left
   REQUIRE(echod.stop() == 0);
 }
 
@@ -153,18 +156,20 @@ TEST_CASE("one worker keeps the order too") {
   EchodProcess echod = start(1);
   TestClient client = connect_client(echod.port());
   REQUIRE(client.echo(numbered_stream(0, 2 * MiB, 7), Millis{30000}));
+  client.close();  // SIGTERM begins a drain: it ends once the client has left
   REQUIRE(echod.stop() == 0);
 }
 
 TEST_CASE("select-pool.threads sets the number of workers") {
-  // The main thread runs the reactor; the workers come on top.
+  // The main thread runs the reactor; the workers and core's drain reporter come on top.
   for (int threads : {1, 7}) {
     EchodProcess echod = start(threads);
     CAPTURE(threads);
-    CHECK(wait_for_thread_count(echod.pid(), 1 + threads));
+    CHECK(wait_for_thread_count(echod.pid(), 2 + threads));
     TestClient client = connect_client(echod.port());
     REQUIRE(client.echo("hello"));
-    CHECK(thread_count(echod.pid()) == 1 + threads);
+    CHECK(thread_count(echod.pid()) == 2 + threads);
+    client.close();  // SIGTERM begins a drain: it ends once the client has left
     REQUIRE(echod.stop() == 0);
   }
 }
@@ -188,6 +193,9 @@ TEST_CASE("a stop with parked connections closes them all and joins the workers"
     }
   }
   REQUIRE(idle.echo("still served"));
+  // The first signal begins a drain, the second stops at once.
+  echod.signal(SIGTERM);
+  REQUIRE(echod.wait_for_log("draining", Millis{2000}));
   REQUIRE(echod.stop(Millis{5000}) == 0);
   CHECK(idle.is_closed_by_peer(Millis{2000}));
   for (auto& client : stuck)
@@ -195,8 +203,10 @@ TEST_CASE("a stop with parked connections closes them all and joins the workers"
 }
 
 TEST_CASE("select-pool.threads is validated") {
-  for (const char* argument : {"--select-pool.threads=0", "--select-pool.threads=257"}) {
-    CHECK(
-        option_rejected("select-pool", argument, "select-pool.threads must be between 1 and 256"));
+  for (const char* value : {"0", "-1", "257", "99999999999", "4x"}) {
+    CAPTURE(value);
+    CHECK(option_rejected(
+        "select-pool", std::string("--select-pool.threads=") + value,
+        "option '--select-pool.threads' is invalid: must be a whole number between 1 and 256"));
   }
 }
