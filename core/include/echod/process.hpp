@@ -54,7 +54,8 @@ class ChildProcesses {
   //    die already, so a SIGKILLed echod leaves no child behind;
   //  - takes SIGTERM back to its default action: `kill CHILD` ends that child (and its
   //    connection) alone, instead of running echod's handler, which would stop the whole server
-  //    through the shared stop pipe;
+  //    through the shared stop pipe (a model may block SIGTERM while a child serves a client, as
+  //    prefork's workers do: then `kill CHILD` retires it once that client is done);
   //  - ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and the parent turns
   //    it into the stop that every child follows through stop_fd;
   //  - gets the signal mask the process had before this object and closes exit_fd().
