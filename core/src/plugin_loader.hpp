@@ -2,6 +2,8 @@
 // as long as a model object made from it exists.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -62,7 +64,13 @@ class PluginRegistry {
  private:
   std::vector<LoadedPlugin> plugins_;
   std::vector<PluginProblem> problems_;
-  std::vector<std::filesystem::path> seen_;  // canonical paths, so a file is loaded once
+  // Device and inode of every file opened, so a file reached by two names is loaded once.
+  struct FileId {
+    dev_t device;
+    ino_t inode;
+    bool operator==(const FileId&) const = default;
+  };
+  std::vector<FileId> seen_;
 };
 
 // The directories searched when no --plugin-dir is given: ECHOD_PLUGIN_PATH (colon-separated)
