@@ -5,6 +5,7 @@ packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
   netcat-openbsd socat python3 procps util-linux
+  clang libclang-rt-14-dev  # libFuzzer for test/fuzz (.ci/run builds the targets with clang)
 )
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

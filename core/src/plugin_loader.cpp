@@ -98,7 +98,7 @@ struct OpenedPlugin {
 std::variant<OpenedPlugin, std::string> open_checked(const fs::path& file) {
   const fs::path directory_name = file.parent_path().empty() ? fs::path(".") : file.parent_path();
   Fd directory(::open(directory_name.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!directory) return "cannot open its directory: " + std::string(std::strerror(errno));
+  if (!directory) return "cannot open: " + std::string(std::strerror(errno));
   OpenedPlugin plugin;
   plugin.fd.reset(
       ::openat(directory.get(), file.filename().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
