@@ -62,7 +62,7 @@ fs::path path_of(int fd) {
   return ec ? fs::path() : path;
 }
 
-// The directories holding `directory_fd`, from it up to /, each opened from the one below by
+// `directory` and the directories holding it, up to /, each opened from the one below by
 // "..", so they are the directories the file really is in, whatever symbolic links the name
 // went through, and each checked through its own descriptor.
 std::string check_directories(Fd directory, fs::path name) {
@@ -100,8 +100,10 @@ std::variant<OpenedPlugin, std::string> open_checked(const fs::path& file) {
   Fd directory(::open(directory_name.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!directory) return "cannot open: " + std::string(std::strerror(errno));
   OpenedPlugin plugin;
-  plugin.fd.reset(
-      ::openat(directory.get(), file.filename().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO or device named like a plugin must not block the open; it is refused as
+  // not a regular file just below. (The load opens /proc/self/fd/N afresh, without the flag.)
+  plugin.fd.reset(::openat(directory.get(), file.filename().c_str(),
+                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!plugin.fd) {
     if (errno == ELOOP) {
       return std::string("refusing to load: it is a symbolic link; name the file it points to");

@@ -260,6 +260,13 @@ TEST_CASE("a directory reached through a symbolic link is checked where it reall
                       "echod would run; run chmod o-w on it");
 }
 
+TEST_CASE("a FIFO named like a plugin is refused without blocking") {
+  ScratchCopy copy;
+  const fs::path fifo = copy.directory / "echod-model-fifo.so";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK(refusal(fifo) == "not a regular file");
+}
+
 TEST_CASE("a plugin its group can write to is refused and says why") {
   ScratchCopy copy;
   ::chmod(copy.file.c_str(), 0664);
