@@ -17,8 +17,8 @@ namespace echod {
 // A plugin that passed every check. Cheap to copy; the library stays loaded while any copy of
 // the handle (or a model made from it) lives.
 struct LoadedPlugin {
-  std::filesystem::path path;
-  std::shared_ptr<void> handle;  // dlclose()s when the last owner goes
+  std::filesystem::path path;    // the file's real path, as the kernel resolved it when opened
+  std::shared_ptr<void> handle;  // dlclose()s, then closes the file, when the last owner goes
   const PluginDescriptor* descriptor = nullptr;
 
   [[nodiscard]] std::string_view name() const { return descriptor->name; }
@@ -52,7 +52,10 @@ class PluginRegistry {
   // Loads every "*.so" file in `directory` (sorted by name). Problems are recorded, not thrown.
   // A missing directory is a problem only when `must_exist`.
   void load_directory(const std::filesystem::path& directory, bool must_exist);
-  // Loads one file; returns false and records the problem if it is refused.
+  // Loads one file; returns false and records the problem if it is refused. The file is opened
+  // once and then checked and loaded only through that descriptor (rules: plugins/README.md):
+  // owner and mode of it and of every directory up to /, ABI version and build signature, then
+  // dlopen("/proc/self/fd/N"), the descriptor, its options and a name not yet taken.
   bool load_file(const std::filesystem::path& file);
 
   [[nodiscard]] const LoadedPlugin* find(std::string_view name) const;
