@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev
   netcat-openbsd socat python3 procps util-linux
   python3-matplotlib golang-go chromium
+  clang libclang-rt-14-dev  # libFuzzer for test/fuzz (.ci/run builds the targets with clang)
 )
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <system_error>
+#include <variant>
 
 #include "echod/fd.hpp"
 
@@ -31,32 +32,109 @@ std::string mode_text(mode_t mode) {
   return text;
 }
 
-// Loading code from a place anyone can write to runs anyone's code. A sticky directory such as
-// /tmp is still refused for the file itself, but accepted as a directory (only owners can replace
-// files there). Both the directory named and, for a symbolic link, the target's are checked.
-std::string check_permissions(const fs::path& file, const fs::path& canonical) {
-  const std::string why = "so anyone could replace the code echod would run; run chmod o-w on it";
-  struct stat info {};
-  if (::stat(file.c_str(), &info) != 0) return std::string("cannot stat: ") + std::strerror(errno);
-  if (!S_ISREG(info.st_mode)) return "not a regular file";
-  if (info.st_mode & S_IWOTH) {
-    return "refusing to load: the file is writable by anyone (mode " + mode_text(info.st_mode) +
-           "), " + why;
+// sshd's StrictModes rule, applied to the plugin file and to every directory above it: loading
+// code that someone else could replace runs their code. Each must be owned by root or by the
+// user running echod and writable by nobody else. A sticky directory such as /tmp may be group-
+// or world-writable: there only a file's owner can rename or delete it. `what` names the object
+// in the message ("the file", "its directory /x").
+std::string check_owner_and_mode(const struct stat& info, const std::string& what, bool directory) {
+  const uid_t self = ::geteuid();
+  if (info.st_uid != 0 && info.st_uid != self) {
+    return "refusing to load: " + what + " is owned by uid " + std::to_string(info.st_uid) +
+           ", not by root or the user running echod (uid " + std::to_string(self) +
+           "), so that user could replace the code echod would run; chown it";
   }
-  for (const fs::path& path : {file, canonical}) {
-    const fs::path directory = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    if (::stat(directory.c_str(), &info) == 0 && (info.st_mode & S_IWOTH) &&
-        !(info.st_mode & S_ISVTX)) {
-      return "refusing to load: its directory " + directory.string() +
-             " is writable by anyone (mode " + mode_text(info.st_mode) + "), " + why;
-    }
+  const bool sticky = directory && (info.st_mode & S_ISVTX);
+  if ((info.st_mode & (S_IWGRP | S_IWOTH)) && !sticky) {
+    const bool anyone = info.st_mode & S_IWOTH;
+    return "refusing to load: " + what + " is writable by " + (anyone ? "anyone" : "its group") +
+           " (mode " + mode_text(info.st_mode) + "), so " + (anyone ? "anyone" : "its group") +
+           " could replace the code echod would run; run chmod " + (anyone ? "o-w" : "g-w") +
+           " on it";
   }
   return {};
 }
 
-const char* last_dlerror() {
-  const char* text = ::dlerror();
-  return text != nullptr ? text : "unknown dlerror";
+// The path a descriptor refers to, as the kernel resolved it (for messages and ".." walks).
+fs::path path_of(int fd) {
+  std::error_code ec;
+  fs::path path = fs::read_symlink("/proc/self/fd/" + std::to_string(fd), ec);
+  return ec ? fs::path() : path;
+}
+
+// `directory` and the directories holding it, up to /, each opened from the one below by
+// "..", so they are the directories the file really is in, whatever symbolic links the name
+// went through, and each checked through its own descriptor.
+std::string check_directories(Fd directory, fs::path name) {
+  for (;;) {
+    struct stat info {};
+    if (::fstat(directory.get(), &info) != 0) {
+      return "cannot stat directory " + name.string() + ": " + std::strerror(errno);
+    }
+    if (std::string reason = check_owner_and_mode(info, "its directory " + name.string(), true);
+        !reason.empty()) {
+      return reason;
+    }
+    Fd parent(::openat(directory.get(), "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    struct stat parent_info {};
+    if (!parent || ::fstat(parent.get(), &parent_info) != 0) {
+      return "cannot open the directory above " + name.string() + ": " + std::strerror(errno);
+    }
+    if (parent_info.st_dev == info.st_dev && parent_info.st_ino == info.st_ino) return {};  // "/"
+    directory = std::move(parent);
+    name = name.has_relative_path() ? name.parent_path() : path_of(directory.get());
+  }
+}
+
+// A candidate plugin file, opened once; every later check and the load itself go through this
+// descriptor, never through the name again.
+struct OpenedPlugin {
+  Fd fd;
+  struct stat info {};
+};
+
+// Opens `file` without following a final symbolic link and checks it and its directories. On
+// failure returns the reason instead.
+std::variant<OpenedPlugin, std::string> open_checked(const fs::path& file) {
+  const fs::path directory_name = file.parent_path().empty() ? fs::path(".") : file.parent_path();
+  Fd directory(::open(directory_name.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!directory) return "cannot open: " + std::string(std::strerror(errno));
+  OpenedPlugin plugin;
+  // O_NONBLOCK: a FIFO or device named like a plugin must not block the open; it is refused as
+  // not a regular file just below. (The load opens /proc/self/fd/N afresh, without the flag.)
+  plugin.fd.reset(::openat(directory.get(), file.filename().c_str(),
+                           O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!plugin.fd) {
+    if (errno == ELOOP) {
+      return std::string("refusing to load: it is a symbolic link; name the file it points to");
+    }
+    return "cannot open: " + std::string(std::strerror(errno));
+  }
+  if (::fstat(plugin.fd.get(), &plugin.info) != 0) {
+    return "cannot stat: " + std::string(std::strerror(errno));
+  }
+  if (!S_ISREG(plugin.info.st_mode)) return std::string("not a regular file");
+  if (std::string reason = check_owner_and_mode(plugin.info, "the file", false); !reason.empty()) {
+    return reason;
+  }
+  // Named as the kernel resolved it, so a message names the real directory.
+  fs::path resolved = path_of(directory.get());
+  if (resolved.empty()) resolved = fs::absolute(directory_name);
+  if (std::string reason = check_directories(std::move(directory), resolved); !reason.empty()) {
+    return reason;
+  }
+  return plugin;
+}
+
+// dlerror()'s text, naming the file instead of the /proc/self/fd/N name it was loaded by.
+std::string last_dlerror(const std::string& loaded_as, const fs::path& file) {
+  const char* raw = ::dlerror();
+  std::string text = raw != nullptr ? raw : "unknown dlerror";
+  for (auto at = text.find(loaded_as); at != std::string::npos; at = text.find(loaded_as, at)) {
+    text.replace(at, loaded_as.size(), file.string());
+    at += file.string().size();
+  }
+  return text;
 }
 
 // Why a plugin with this ABI version and build signature cannot run in this echod, naming both
@@ -89,6 +167,16 @@ std::string incompatibility(std::uint32_t abi_version, const std::string& signat
     }
   }
   if (differences.empty()) differences = "the signatures differ";
+  // The SDK component alone differing means the same toolchain but other headers: say which
+  // headers to rebuild against instead of blaming the compiler.
+  const bool only_sdk =
+      differences.rfind("sdk-", 0) == 0 && differences.find(", ") == std::string::npos;
+  if (only_sdk) {
+    return "built against other SDK headers (" + differences + "): plugin '" + signature +
+           "', echod '" + ECHOD_BUILD_SIGNATURE +
+           "'; rebuild the model against the SDK headers installed with this echod "
+           "(<prefix>/include/echod, through find_package(echod) and echod_add_model)";
+  }
   return "built with a different toolchain (" + differences + "): plugin '" + signature +
          "', echod '" + ECHOD_BUILD_SIGNATURE +
          "'; rebuild the model with this echod's compiler and SDK";
@@ -120,15 +208,12 @@ constexpr unsigned char kElfData = ELFDATA2MSB;
 // A whole file mapped read-only, with bounds-checked reads. Owned by the loading thread.
 class MappedFile {
  public:
-  explicit MappedFile(const fs::path& path) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat info {};
-    if (!fd || ::fstat(fd.get(), &info) != 0 || info.st_size <= 0) return;
-    void* data = ::mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE,
-                        fd.get(), 0);
+  MappedFile(int fd, std::size_t size) {
+    if (size == 0) return;
+    void* data = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (data == MAP_FAILED) return;
     data_ = static_cast<const char*>(data);
-    size_ = static_cast<std::size_t>(info.st_size);
+    size_ = size;
   }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -161,9 +246,9 @@ struct DescriptorHead {
   std::optional<std::string> build_signature;  // absent when the pointer could not be followed
 };
 
-std::optional<DescriptorHead> read_descriptor_head(const fs::path& file) {
-  if (kElfMachine == EM_NONE) return std::nullopt;
-  const MappedFile image(file);
+std::optional<DescriptorHead> read_descriptor_head(const OpenedPlugin& file) {
+  if (kElfMachine == EM_NONE || file.info.st_size <= 0) return std::nullopt;
+  const MappedFile image(file.fd.get(), static_cast<std::size_t>(file.info.st_size));
   Elf64_Ehdr header{};
   if (!image.read(0, header) || std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 ||
       header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != kElfData ||
@@ -259,22 +344,22 @@ std::string check_options(const PluginDescriptor& descriptor) {
 }  // namespace
 
 bool PluginRegistry::load_file(const fs::path& file) {
-  std::error_code ec;
-  fs::path canonical = fs::weakly_canonical(file, ec);
-  if (ec) canonical = file;
-  if (std::find(seen_.begin(), seen_.end(), canonical) != seen_.end()) return true;
-  seen_.push_back(canonical);
-
   auto refuse = [&](std::string reason) {
     problems_.push_back({file, std::move(reason)});
     return false;
   };
-  if (std::string reason = check_permissions(file, canonical); !reason.empty()) {
-    return refuse(reason);
-  }
+  auto opened = open_checked(file);
+  if (auto* reason = std::get_if<std::string>(&opened)) return refuse(std::move(*reason));
+  OpenedPlugin& candidate = std::get<OpenedPlugin>(opened);
+  const FileId id{candidate.info.st_dev, candidate.info.st_ino};
+  if (std::find(seen_.begin(), seen_.end(), id) != seen_.end()) return true;
+  seen_.push_back(id);
+  fs::path real_path = path_of(candidate.fd.get());
+  if (real_path.empty()) real_path = fs::absolute(file);
+
   // Versions first, from the file, so an incompatible plugin never runs a line of its code. A
   // signature the file read could not follow is checked after dlopen() instead.
-  if (const auto head = read_descriptor_head(canonical)) {
+  if (const auto head = read_descriptor_head(candidate)) {
     if (std::string reason = incompatibility(head->abi_version,
                                              head->build_signature.value_or(ECHOD_BUILD_SIGNATURE));
         !reason.empty()) {
@@ -282,16 +367,23 @@ bool PluginRegistry::load_file(const fs::path& file) {
     }
   }
 
+  // The very file checked above, through its descriptor: replacing the name in the meantime
+  // changes nothing. The descriptor stays open while the library is loaded, so no other plugin
+  // is ever loaded under the same /proc/self/fd/N name (glibc matches loaded libraries by name).
   // RTLD_LOCAL: each plugin's entry symbol and internals stay private to it.
-  void* raw = ::dlopen(canonical.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (raw == nullptr) return refuse(std::string("cannot load: ") + last_dlerror());
-  std::shared_ptr<void> handle(raw, [](void* h) { ::dlclose(h); });
+  const std::string by_descriptor = "/proc/self/fd/" + std::to_string(candidate.fd.get());
+  void* raw = ::dlopen(by_descriptor.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (raw == nullptr) return refuse("cannot load: " + last_dlerror(by_descriptor, real_path));
+  std::shared_ptr<void> handle(raw, [fd = candidate.fd.release()](void* h) {
+    ::dlclose(h);
+    ::close(fd);
+  });
 
   ::dlerror();
   const auto* descriptor = static_cast<const PluginDescriptor*>(::dlsym(raw, ECHOD_PLUGIN_SYMBOL));
   if (descriptor == nullptr) {
     return refuse(std::string("not an echod model: no symbol '" ECHOD_PLUGIN_SYMBOL "' (") +
-                  last_dlerror() + ")");
+                  last_dlerror(by_descriptor, real_path) + ")");
   }
   // The same checks on the loaded descriptor, for files the early read could not follow. Only
   // the first two fields, frozen for every ABI version, are read before the versions match.
@@ -304,14 +396,18 @@ bool PluginRegistry::load_file(const fs::path& file) {
       descriptor->destroy == nullptr) {
     return refuse("incomplete descriptor: name, summary and all functions must be set");
   }
+  // Never silent, and never a guess: the file found first in the search order is used, and this
+  // one is reported with both names (a plugin in ECHOD_PLUGIN_PATH that shadows a built-in says
+  // so on every run).
   if (const LoadedPlugin* other = find(descriptor->name)) {
     return refuse(std::string("duplicate model name '") + descriptor->name +
-                  "': already provided by " + other->path.string());
+                  "': already provided by " + other->path.string() +
+                  ", found earlier in the search order, which is the one used");
   }
   // Every run declares every loaded model's options, so a model that cannot is refused here,
   // like any other broken plugin, instead of breaking runs that select another model.
   if (std::string reason = check_options(*descriptor); !reason.empty()) return refuse(reason);
-  plugins_.push_back({canonical, std::move(handle), descriptor});
+  plugins_.push_back({std::move(real_path), std::move(handle), descriptor});
   return true;
 }
 

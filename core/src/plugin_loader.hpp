@@ -2,6 +2,8 @@
 // as long as a model object made from it exists.
 #pragma once
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -15,8 +17,8 @@ namespace echod {
 // A plugin that passed every check. Cheap to copy; the library stays loaded while any copy of
 // the handle (or a model made from it) lives.
 struct LoadedPlugin {
-  std::filesystem::path path;
-  std::shared_ptr<void> handle;  // dlclose()s when the last owner goes
+  std::filesystem::path path;    // the file's real path, as the kernel resolved it when opened
+  std::shared_ptr<void> handle;  // dlclose()s, then closes the file, when the last owner goes
   const PluginDescriptor* descriptor = nullptr;
 
   [[nodiscard]] std::string_view name() const { return descriptor->name; }
@@ -50,7 +52,10 @@ class PluginRegistry {
   // Loads every "*.so" file in `directory` (sorted by name). Problems are recorded, not thrown.
   // A missing directory is a problem only when `must_exist`.
   void load_directory(const std::filesystem::path& directory, bool must_exist);
-  // Loads one file; returns false and records the problem if it is refused.
+  // Loads one file; returns false and records the problem if it is refused. The file is opened
+  // once and then checked and loaded only through that descriptor (rules: plugins/README.md):
+  // owner and mode of it and of every directory up to /, ABI version and build signature, then
+  // dlopen("/proc/self/fd/N"), the descriptor, its options and a name not yet taken.
   bool load_file(const std::filesystem::path& file);
 
   [[nodiscard]] const LoadedPlugin* find(std::string_view name) const;
@@ -62,7 +67,13 @@ class PluginRegistry {
  private:
   std::vector<LoadedPlugin> plugins_;
   std::vector<PluginProblem> problems_;
-  std::vector<std::filesystem::path> seen_;  // canonical paths, so a file is loaded once
+  // Device and inode of every file opened, so a file reached by two names is loaded once.
+  struct FileId {
+    dev_t device;
+    ino_t inode;
+    bool operator==(const FileId&) const = default;
+  };
+  std::vector<FileId> seen_;
 };
 
 // The directories searched when no --plugin-dir is given: ECHOD_PLUGIN_PATH (colon-separated)

@@ -3,6 +3,7 @@
 #define CATCH_CONFIG_MAIN
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/version.hpp>
 #include <catch2/catch.hpp>
@@ -10,8 +11,32 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "plugin_loader.hpp"
+
+// ---- A file swapped under the loader ----
+// This test binary interposes dlopen(): when armed, it renames `replacement` over `target`
+// immediately before forwarding the call, i.e. after the loader opened and checked the target
+// and at the last moment before anything is loaded. A loader that loads by name then loads the
+// replacement; one that loads the descriptor it checked does not notice.
+namespace swap {
+std::filesystem::path target;
+std::filesystem::path replacement;
+bool armed = false;
+std::vector<std::string> swapped_before;  // the names dlopen() was called with after a swap
+}  // namespace swap
+
+extern "C" void* dlopen(const char* file, int mode) noexcept {
+  using Dlopen = void* (*)(const char*, int);
+  static const auto real = reinterpret_cast<Dlopen>(::dlsym(RTLD_NEXT, "dlopen"));
+  if (swap::armed && file != nullptr) {
+    swap::armed = false;
+    std::filesystem::rename(swap::replacement, swap::target);
+    swap::swapped_before.emplace_back(file);
+  }
+  return real(file, mode);
+}
 
 namespace {
 
@@ -54,25 +79,40 @@ po::variables_map defaults_of(const echod::PluginDescriptor& descriptor) {
   return settings;
 }
 
-// A private directory (mode 0700, from mkdtemp) holding a copy of the good fixture.
+// A private directory (mode 0700, from mkdtemp) holding a copy of the good fixture, optionally
+// one level further down (`subdirectory`), so the directory above the file can be tested.
 struct ScratchCopy {
-  ScratchCopy() {
+  explicit ScratchCopy(const std::string& subdirectory = "") {
     std::string pattern = (fs::temp_directory_path() / "echod-loader-XXXXXX").string();
     REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    directory = pattern;
+    top = pattern;
+    directory = subdirectory.empty() ? top : top / subdirectory;
+    fs::create_directories(directory);
+    ::chmod(directory.c_str(), 0755);
     file = directory / "echod-model-fixture.so";
     fs::copy_file(fixture("good", "fixture"), file);
+    ::chmod(file.c_str(), 0644);
   }
   ~ScratchCopy() {
     std::error_code ec;
+    fs::permissions(top, fs::perms::owner_all, ec);
     fs::permissions(directory, fs::perms::owner_all, ec);
-    fs::remove_all(directory, ec);
+    fs::remove_all(top, ec);
   }
   ScratchCopy(const ScratchCopy&) = delete;
   ScratchCopy& operator=(const ScratchCopy&) = delete;
+  fs::path top;
   fs::path directory;
   fs::path file;
 };
+
+// Some user other than the one running the tests, and not root: "nobody" on Debian.
+constexpr uid_t kOtherUser = 65534;
+std::string other_owner_reason(const std::string& what) {
+  return "refusing to load: " + what + " is owned by uid " + std::to_string(kOtherUser) +
+         ", not by root or the user running echod (uid " + std::to_string(::geteuid()) +
+         "), so that user could replace the code echod would run; chown it";
+}
 
 }  // namespace
 
@@ -156,7 +196,8 @@ TEST_CASE("a duplicate model name: the first file wins and the second is refused
   CHECK(registry.problems().front().path == fixture("duplicate", "twin-b"));
   CHECK(registry.problems().front().reason ==
         "duplicate model name 'twin': already provided by " +
-            fs::canonical(fixture("duplicate", "twin-a")).string());
+            fs::canonical(fixture("duplicate", "twin-a")).string() +
+            ", found earlier in the search order, which is the one used");
 }
 
 TEST_CASE("broken plugins are recorded and the good ones around them still load") {
@@ -199,14 +240,128 @@ TEST_CASE("a plugin in a directory anyone can write to is refused unless it is s
   CHECK(registry.problems().empty());
 }
 
-TEST_CASE("a symbolic link is checked where it points too") {
+TEST_CASE("a symbolic link as the file is refused: the file itself must be named") {
+  ScratchCopy target;
+  ScratchCopy links;
+  const fs::path link = links.directory / "echod-model-link.so";
+  fs::create_symlink(target.file, link);
+  CHECK(refusal(link) == "refusing to load: it is a symbolic link; name the file it points to");
+}
+
+TEST_CASE("a directory reached through a symbolic link is checked where it really is") {
   ScratchCopy open_directory;
   ::chmod(open_directory.directory.c_str(), 0777);
   ScratchCopy links;
-  const fs::path link = links.directory / "echod-model-link.so";
-  fs::create_symlink(open_directory.file, link);
-  const std::string reason = refusal(link);
-  CHECK_THAT(reason, Catch::Contains("its directory " + open_directory.directory.string()));
+  const fs::path linked_directory = links.directory / "models";
+  fs::create_directory_symlink(open_directory.directory, linked_directory);
+  const std::string reason = refusal(linked_directory / "echod-model-fixture.so");
+  CHECK(reason == "refusing to load: its directory " + open_directory.directory.string() +
+                      " is writable by anyone (mode 0777), so anyone could replace the code "
+                      "echod would run; run chmod o-w on it");
+}
+
+TEST_CASE("a FIFO named like a plugin is refused without blocking") {
+  ScratchCopy copy;
+  const fs::path fifo = copy.directory / "echod-model-fifo.so";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK(refusal(fifo) == "not a regular file");
+}
+
+TEST_CASE("a plugin its group can write to is refused and says why") {
+  ScratchCopy copy;
+  ::chmod(copy.file.c_str(), 0664);
+  CHECK(refusal(copy.file) ==
+        "refusing to load: the file is writable by its group (mode 0664), so its group could "
+        "replace the code echod would run; run chmod g-w on it");
+}
+
+TEST_CASE("every directory up to / is checked, not only the file's own") {
+  ScratchCopy copy("models");
+  ::chmod(copy.top.c_str(), 0775);  // the directory above the plugin's directory
+  CHECK(refusal(copy.file) == "refusing to load: its directory " + copy.top.string() +
+                                  " is writable by its group (mode 0775), so its group could "
+                                  "replace the code echod would run; run chmod g-w on it");
+  ::chmod(copy.top.c_str(), 0755);
+  PluginRegistry registry;
+  CHECK(registry.load_file(copy.file));
+  CHECK(registry.problems().empty());
+}
+
+TEST_CASE("a plugin owned by another user is refused and says why") {
+  REQUIRE(::geteuid() != kOtherUser);
+  ScratchCopy copy;
+  if (::geteuid() == 0) {
+    REQUIRE(::chown(copy.file.c_str(), kOtherUser, kOtherUser) == 0);
+    CHECK(refusal(copy.file) == other_owner_reason("the file"));
+  } else {
+    // Without root a file cannot be given away; one owned by root is accepted like one's own.
+    PluginRegistry registry;
+    CHECK(registry.load_file(fixture("good", "fixture")));
+  }
+}
+
+TEST_CASE("a plugin in a directory owned by another user is refused and says why") {
+  ScratchCopy copy("models");
+  if (::geteuid() == 0) {
+    REQUIRE(::chown(copy.directory.c_str(), kOtherUser, kOtherUser) == 0);
+    CHECK(refusal(copy.file) == other_owner_reason("its directory " + copy.directory.string()));
+  } else {
+    PluginRegistry registry;
+    CHECK(registry.load_file(copy.file));
+  }
+}
+
+TEST_CASE("a model built against other SDK headers is refused with both hashes") {
+  const fs::path file = fixture("bad-sdk", "bad-sdk");
+  const std::string reason = refusal(file);
+  CHECK_THAT(reason, Catch::StartsWith("built against other SDK headers (sdk-0123456789abcdef vs "
+                                       "sdk-" ECHOD_SDK_HASH "): plugin '"));
+  CHECK_THAT(reason, Catch::Contains("', echod '" ECHOD_BUILD_SIGNATURE "'"));
+  CHECK_THAT(reason, Catch::EndsWith("rebuild the model against the SDK headers installed with "
+                                     "this echod (<prefix>/include/echod, through "
+                                     "find_package(echod) and echod_add_model)"));
+  CHECK(std::getenv("ECHOD_FIXTURE_CODE_RAN") == nullptr);
+  CHECK_FALSE(library_loaded(file));
+}
+
+TEST_CASE("a file swapped after it was checked and before it is loaded changes nothing") {
+  ::unsetenv("ECHOD_FIXTURE_CODE_RAN");
+  ScratchCopy copy;
+  const fs::path impostor = copy.directory / "impostor.tmp";
+  fs::copy_file(fixture("impostor", "impostor"), impostor);
+  struct stat impostor_info {};
+  REQUIRE(::stat(impostor.c_str(), &impostor_info) == 0);
+
+  swap::target = copy.file;
+  swap::replacement = impostor;
+  swap::swapped_before.clear();
+  swap::armed = true;
+  PluginRegistry registry;
+  const bool loaded = registry.load_file(copy.file);
+  swap::armed = false;
+
+  // The swap happened, right before the load: the name now leads to the impostor...
+  REQUIRE(swap::swapped_before.size() == 1);
+  CHECK_THAT(swap::swapped_before.front(), Catch::StartsWith("/proc/self/fd/"));
+  struct stat now_at_path {};
+  REQUIRE(::stat(copy.file.c_str(), &now_at_path) == 0);
+  CHECK(now_at_path.st_ino == impostor_info.st_ino);
+  // ...yet what was loaded is the file that was checked, and none of the impostor's code ran.
+  CHECK(loaded);
+  CHECK(registry.problems().empty());
+  CHECK(registry.names() == "fixture");
+  CHECK(std::getenv("ECHOD_FIXTURE_CODE_RAN") == nullptr);
+}
+
+TEST_CASE("the impostor fixture announces itself when it is loaded by name") {
+  // The other half of the swap test: the replacement is loadable and would have been noticed.
+  ::unsetenv("ECHOD_FIXTURE_CODE_RAN");
+  PluginRegistry registry;
+  REQUIRE(registry.load_file(fixture("impostor", "impostor")));
+  CHECK(registry.names() == "impostor");
+  const char* ran = std::getenv("ECHOD_FIXTURE_CODE_RAN");
+  REQUIRE(ran != nullptr);
+  CHECK(std::string(ran) == "impostor");
 }
 
 TEST_CASE("create failing or throwing comes back as error text, not an exception") {

@@ -4,7 +4,9 @@
 #   3. drop the .so into a plugin directory and check the INSTALLED echod lists it, next to the
 #      built-in models it finds relative to its own binary;
 #   4. run the conformance suite against it through the installed echod (no rebuild of echod);
-#   5. cmake --install the model, and select it by name with no plugin flag at all.
+#   5. cmake --install the model, and select it by name with no plugin flag at all;
+#   6. edit an installed SDK header, build the example again against it, and check the installed
+#      echod refuses that build, naming both SDK hashes and what to rebuild.
 # cmake -DBUILD_DIR= -DSOURCE_DIR= -DWORK= -DLIBDIR= -DGENERATOR= -DCXX= -DBUILD_TYPE=
 #       -DCONFORMANCE=<conformance executable> -P out_of_tree.cmake
 cmake_minimum_required(VERSION 3.25)  # policies as in the project, not the -P defaults
@@ -16,17 +18,21 @@ endforeach()
 
 # Runs one step, shows its output, and stops the test if it fails or does not match.
 function(step title)
-  cmake_parse_arguments(arg "" "TIMEOUT;EXPECT_STDOUT;EXPECT_STDERR;OUTPUT" "COMMAND" ${ARGN})
+  cmake_parse_arguments(arg "" "TIMEOUT;EXPECT_STATUS;EXPECT_STDOUT;EXPECT_STDERR;OUTPUT" "COMMAND"
+    ${ARGN})
   if(NOT arg_TIMEOUT)
     set(arg_TIMEOUT 60)
+  endif()
+  if(NOT DEFINED arg_EXPECT_STATUS)
+    set(arg_EXPECT_STATUS 0)
   endif()
   string(REPLACE ";" " " shown "${arg_COMMAND}")
   message("== ${title}\n$ ${shown}")
   execute_process(COMMAND ${arg_COMMAND}
     RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT ${arg_TIMEOUT})
   message("${out}${err}")
-  if(NOT status STREQUAL "0")
-    message(FATAL_ERROR "step '${title}' failed with status ${status}")
+  if(NOT status STREQUAL arg_EXPECT_STATUS)
+    message(FATAL_ERROR "step '${title}' ended with status ${status}, not ${arg_EXPECT_STATUS}")
   endif()
   if(DEFINED arg_EXPECT_STDOUT AND NOT out MATCHES "${arg_EXPECT_STDOUT}")
     message(FATAL_ERROR "step '${title}': stdout does not match ${arg_EXPECT_STDOUT}")
@@ -101,4 +107,32 @@ step("install the example beside the built-in models"
 step("echod finds it by name with no plugin flag"
   COMMAND "${echod}" --model=splice --describe-model
   EXPECT_STDOUT "file: ${prefix}/${LIBDIR}/echod/${model_file}\n" EXPECT_STDERR "^$")
-message("out-of-tree model built, installed, loaded by name and tested: OK")
+
+# The SDK's layout is checked, not trusted: a model compiled against headers other than echod's
+# (older ones, or edited as here) carries another SDK hash in its build signature.
+file(STRINGS "${prefix}/include/echod/sdk_hash.hpp" echod_hash REGEX "define ECHOD_SDK_HASH")
+string(REGEX MATCH "[0-9a-f]+\"$" echod_hash "${echod_hash}")
+string(REPLACE "\"" "" echod_hash "${echod_hash}")
+if(NOT echod_hash)
+  message(FATAL_ERROR "no ECHOD_SDK_HASH in the installed echod/sdk_hash.hpp")
+endif()
+file(APPEND "${prefix}/include/echod/acceptor.hpp"
+  "\n// Edited by out_of_tree.cmake: what a model built against other headers sees.\n"
+  "namespace echod { struct ChangedLayout { int added_field; }; }\n")
+step("configure the example against an edited SDK header"
+  COMMAND "${CMAKE_COMMAND}" -S "${SOURCE_DIR}/plugins/example" -B "${WORK}/build-changed"
+          -G "${GENERATOR}" "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_CXX_COMPILER=${CXX}"
+          "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}")
+step("build it" TIMEOUT 300 COMMAND "${CMAKE_COMMAND}" --build "${WORK}/build-changed")
+file(STRINGS "${WORK}/build-changed/echod-model-splice-sdk-hash/echod/sdk_hash.hpp" model_hash
+  REGEX "define ECHOD_SDK_HASH")
+string(REGEX MATCH "[0-9a-f]+\"$" model_hash "${model_hash}")
+string(REPLACE "\"" "" model_hash "${model_hash}")
+if(NOT model_hash OR model_hash STREQUAL echod_hash)
+  message(FATAL_ERROR "the edited header did not change the model's SDK hash (${model_hash})")
+endif()
+step("the installed echod refuses it, naming both hashes and what to rebuild" EXPECT_STATUS 2
+  COMMAND "${echod}" "--plugin=${WORK}/build-changed/${model_file}" --list-models
+  EXPECT_STDERR "^echod: cannot use plugin ${WORK}/build-changed/${model_file}: built against other SDK headers \\(sdk-${model_hash} vs sdk-${echod_hash}\\): plugin '[^'\n]*', echod '[^'\n]*'; rebuild the model against the SDK headers installed with this echod [^\n]*\n$")
+message("out-of-tree model built, installed, loaded by name and tested; built against an edited "
+  "header, refused: OK")

@@ -20,7 +20,8 @@ namespace echod::test {
 // VmRSS of `pid` plus all its descendants, in KiB: the memory of a server that forks.
 [[nodiscard]] long memory_kib(pid_t pid);
 
-// The Threads: line of /proc/PID/status; -1 if the process is gone.
+// The Threads: line of /proc/PID/status, less a sanitizer runtime's own thread; -1 if the
+// process is gone.
 [[nodiscard]] int thread_count(pid_t pid);
 
 // Entries in /proc/PID/fd (open descriptors); -1 if the process is gone.

@@ -20,6 +20,7 @@
 #include <boost/version.hpp>
 
 #include "echod/endpoint.hpp"
+#include "echod/sdk_hash.hpp"  // generated at build time from these headers
 
 namespace echod {
 
@@ -30,12 +31,14 @@ inline constexpr std::uint32_t kAbiVersion = 2;
 #define ECHOD_STRINGIFY(x) ECHOD_STRINGIFY_DETAIL(x)
 
 // Everything that must match between echod and a plugin for C++ objects (variables_map,
-// shared_ptr<spdlog::logger>) to be passed safely: compiler, standard library, Boost, spdlog, fmt.
+// shared_ptr<spdlog::logger>) to be passed safely: compiler, standard library, Boost, spdlog, fmt,
+// and the SDK headers themselves (their hash: a layout change kAbiVersion missed still shows).
 #define ECHOD_BUILD_SIGNATURE \
   "gcc-" ECHOD_STRINGIFY(__GNUC__) "." ECHOD_STRINGIFY(__GNUC_MINOR__) " libstdc++-" ECHOD_STRINGIFY( \
       _GLIBCXX_RELEASE) " cxx-" ECHOD_STRINGIFY(__cplusplus) " boost-" ECHOD_STRINGIFY(BOOST_VERSION) \
       " spdlog-" ECHOD_STRINGIFY(SPDLOG_VER_MAJOR) "." ECHOD_STRINGIFY( \
-          SPDLOG_VER_MINOR) "." ECHOD_STRINGIFY(SPDLOG_VER_PATCH) " fmt-" ECHOD_STRINGIFY(FMT_VERSION)
+          SPDLOG_VER_MINOR) "." ECHOD_STRINGIFY(SPDLOG_VER_PATCH) " fmt-" ECHOD_STRINGIFY(FMT_VERSION) \
+      " sdk-" ECHOD_SDK_HASH
 
 // What a model declares about itself. Tests and tools use these instead of special-casing names.
 enum Capability : std::uint32_t {
