@@ -5,7 +5,6 @@
 #include <string_view>
 #include <utility>
 
-
 namespace echod::test {
 namespace {
 
@@ -109,7 +108,8 @@ SuiteSetup setup_model_suite(int argc, char* argv[], const char* suite) {
     return setup;
   }
   for (const char* tag : kCapabilityTags) {
-    if (model.capabilities.count(tag) == 0) setup.exclusions.push_back(std::string("~[") + tag + "]");
+    if (model.capabilities.count(tag) == 0)
+      setup.exclusions.push_back(std::string("~[") + tag + "]");
   }
   setup.catch_argv = std::move(args.catch_argv);
   mutable_target() =

@@ -3,10 +3,11 @@
 //
 //   SUITE --model NAME [--echod PATH] [--echod-arg ARG]... [Catch2 arguments]
 //
-// run_model_suite (model_suite_main.hpp) asks echod which capabilities the model declares (--describe-model) and
-// excludes the cases tagged with a capability it lacks, e.g. ~[concurrent]. Catch2 2.13 ANDs
-// separate test specs, so the exclusion also holds when ctest names one case; a case excluded
-// that way matches nothing and the run fails (NoTests warning) instead of passing by skipping.
+// run_model_suite (model_suite_main.hpp) asks echod which capabilities the model declares
+// (--describe-model) and excludes the cases tagged with a capability it lacks, e.g. ~[concurrent].
+// Catch2 2.13 ANDs separate test specs, so the exclusion also holds when ctest names one case; a
+// case excluded that way matches nothing and the run fails (NoTests warning) instead of passing by
+// skipping.
 #pragma once
 
 #include <optional>

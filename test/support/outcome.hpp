@@ -25,8 +25,8 @@ inline constexpr std::size_t MiB = 1024 * KiB;
 
 // What is left until `deadline`, at least 1 ms (a timeout of 0 would mean "do not wait").
 [[nodiscard]] inline Millis left_until(std::chrono::steady_clock::time_point deadline) {
-  return std::max(Millis{1}, std::chrono::duration_cast<Millis>(
-                                 deadline - std::chrono::steady_clock::now()));
+  return std::max(Millis{1},
+                  std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
 }
 
 struct Outcome {

@@ -106,8 +106,8 @@ Outcome TestClient::connect(std::uint16_t port, const ConnectOptions& options) {
     } else {
       close();
       return Outcome::failure("connect: source '" + options.source +
-                              "' is not a numeric address of the same family as '" +
-                              options.host + "'");
+                              "' is not a numeric address of the same family as '" + options.host +
+                              "'");
     }
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), local_length) != 0) {
       const int error = errno;
