@@ -56,14 +56,15 @@ Outcome served_within(std::uint16_t port, const ConnectOptions& options, TestCli
                           " ms; last attempt: " + last.error);
 }
 
-// Clients from `options.source`, each echoed: served, not refused.
+// Clients from `options.source`, each echoed: served, not refused. A pool may have to grow to
+// take the later ones, hence the generous bound.
 std::vector<TestClient> served_clients(std::uint16_t port, int count,
                                        const ConnectOptions& options = {}) {
   std::vector<TestClient> clients;
   for (int i = 0; i < count; ++i) {
     INFO("client " << i << " from " << (options.source.empty() ? "any" : options.source));
     clients.push_back(connect_client(port, options));
-    REQUIRE(clients.back().echo("client " + std::to_string(i)));
+    REQUIRE(clients.back().echo("client " + std::to_string(i), 10s));
   }
   return clients;
 }
