@@ -17,12 +17,12 @@ namespace echod::test {
 
 struct ConnectOptions {
   std::string host = "127.0.0.1";  // numeric IPv4 or IPv6 address
-  std::string source;              // local address to bind before connecting, e.g. 127.0.0.2
-                                   // (a second client address on loopback); empty: any
   int receive_buffer = 0;          // SO_RCVBUF set before connecting (0: kernel default);
                                    // small values advertise a small window: a lagging reader
   int send_buffer = 0;             // SO_SNDBUF set before connecting (0: kernel default)
   Millis timeout = kDefaultTimeout;
+  std::string source;  // local address to bind before connecting, e.g. 127.0.0.2 (a second
+                       // client address on loopback); empty: any
 };
 
 // One connection. Move-only; closes on destruction. One thread may send while another
