@@ -6,14 +6,18 @@
 #include <poll.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <system_error>
+#include <unordered_map>
+#include <vector>
 
 #include "echod/acceptor.hpp"
 #include "echod/backlog_burst.hpp"
 #include "echod/blocking_echo.hpp"
+#include "echod/options.hpp"
 #include "echod/process.hpp"
 #include "echod/server_model.hpp"
 #include "echod/stop.hpp"
@@ -36,18 +40,14 @@ class ForkModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("fork.max-children", po::value<int>()->default_value(defaults.max_children),
+        ("fork.max-children", bounded(1, 65536)->default_value(defaults.max_children),
          "clients served at once, one child process each (1-65536); more wait in the listen "
          "backlog");
     // clang-format on
   }
 
   explicit ForkModel(const po::variables_map& settings)
-      : options_{settings["fork.max-children"].as<int>()} {
-    if (options_.max_children < 1 || options_.max_children > 65536) {
-      throw std::invalid_argument("fork.max-children must be between 1 and 65536");
-    }
-  }
+      : options_{settings["fork.max-children"].as<int>()} {}
 
   int run(const ServerContext& ctx) noexcept override {
     try {
@@ -64,18 +64,18 @@ class ForkModel final : public IServerModel {
  private:
   int serve(const ServerContext& ctx) {
     ChildProcesses children(ctx.log);
-    Acceptor acceptor(ctx.listen_fds.front(), ctx.log);
+    Acceptor acceptor(ctx.listen_fds.front(), ctx);
     for (;;) {
       // At the cap the listener is watched only until a client is seen waiting (logged once),
       // then left out (poll ignores fd -1): clients queue in the backlog until a child exits.
       const bool watch = children.count() < max_children() || !burst_.active();
-      pollfd pfds[3] = {{ctx.stop_fd, POLLIN, 0},
+      pollfd pfds[3] = {{ctx.drain_fd, POLLIN, 0},
                         {children.exit_fd(), POLLIN, 0},
                         {watch ? acceptor.listen_fd() : -1, POLLIN, 0}};
       if (::poll(pfds, 3, -1) < 0) {
         if (errno == EINTR) continue;
         ctx.log->error("poll: {}", std::strerror(errno));
-        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+        if (!sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) break;
         continue;
       }
       if (pfds[0].revents != 0) break;
@@ -85,45 +85,67 @@ class ForkModel final : public IServerModel {
       if (pfds[2].revents == 0 && (full || !burst_.active())) continue;
       if (full) {
         burst_.at_cap(max_children(), *ctx.log);
-      } else if (!accept_ready(acceptor, children, ctx) &&
-                 !sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) {
+      } else if (!accept_ready(acceptor, children, ctx) && !acceptor.closed() &&
+                 !sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) {
         break;
       }
     }
-    // Every child sees stop_fd in serve_blocking, closes its connection and exits.
-    children.stop_all(kChildStopGrace);
+    // Draining: each child serves its client to the end; a stop reaches them through stop_fd,
+    // and they finish their connection and exit.
+    while (children.count() > 0) {
+      pollfd pfds[2] = {{ctx.stop_fd, POLLIN, 0}, {children.exit_fd(), POLLIN, 0}};
+      if (::poll(pfds, 2, -1) < 0 && errno != EINTR) break;
+      if (pfds[0].revents != 0) break;
+      if (pfds[1].revents != 0) reap(children, ctx);
+    }
+    children.stop_all(std::max(kChildStopGrace, ctx.endpoint->finish_grace()));
+    admissions_.clear();
     return 0;
   }
 
-  // Takes pending connections while below the cap, a child for each; the parent's copy of the
-  // connection closes at once. False when out of descriptors or processes: back off.
+  // Takes the pending connections while below the cap, then forks a child for each (the whole
+  // backlog first: see thread.cpp); the parent's copy of each connection closes at once, its
+  // place under the caps is kept until the child is reaped. False when out of descriptors or
+  // processes: back off.
   bool accept_ready(Acceptor& acceptor, ChildProcesses& children, const ServerContext& ctx) {
-    while (children.count() < max_children()) {
+    bool keep_accepting = true;
+    pending_.clear();
+    while (children.count() + pending_.size() < max_children()) {
       auto [status, connection] = burst_.accept(acceptor, *ctx.log);
-      if (status == Acceptor::Status::kWouldBlock) return true;
-      if (status != Acceptor::Status::kAccepted) return false;
-      const int fd = connection.get();
-      const pid_t pid = children.spawn([&] { return serve_child(std::move(connection), ctx); });
+      if (status != Acceptor::Status::kAccepted) {
+        keep_accepting = status == Acceptor::Status::kWouldBlock;
+        break;
+      }
+      pending_.push_back(std::move(connection));
+    }
+    for (Accepted& connection : pending_) {
+      const int fd = connection.fd();
+      Fd socket = std::move(connection.socket);
+      const pid_t pid = children.spawn([&] { return serve_child(std::move(socket), ctx); });
       if (pid < 0) {
         ctx.log->warn("fork: {}; closing the new connection", std::strerror(errno));
-        return false;
+        keep_accepting = false;
+        continue;
       }
+      admissions_.emplace(pid, std::move(connection.admission));
       ctx.log->debug("fd {}: accepted, child {}", fd, pid);
     }
-    return true;
+    pending_.clear();
+    return keep_accepting;
   }
 
-  // Child body: echo this one connection until the peer leaves or a stop.
+  // Child body: echo this one connection until the peer leaves or a stop. Its place under the
+  // caps is the parent's to release.
   static int serve_child(Fd connection, const ServerContext& ctx) {
     for (int fd : ctx.listen_fds)
       ::close(fd);  // the child's copies: it never accepts, and must not keep the port open
-    const ServeEnd end =
-        serve_blocking(std::move(connection), ctx.stop_fd, ctx.high_water, *ctx.log);
+    const ServeEnd end = serve_blocking({std::move(connection), {}}, ctx);
     return end == ServeEnd::kFailed ? 1 : 0;
   }
 
   void reap(ChildProcesses& children, const ServerContext& ctx) {
     for (const auto& exit : children.reap()) {
+      admissions_.erase(exit.pid);
       const bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
       ctx.log->log(clean ? spdlog::level::debug : spdlog::level::warn, "child {} {}", exit.pid,
                    describe_exit(exit.status));
@@ -136,6 +158,8 @@ class ForkModel final : public IServerModel {
 
   Options options_;
   BacklogBurst burst_{"children", "fork.max-children"};
+  std::vector<Accepted> pending_;                    // accepted, not yet forked
+  std::unordered_map<pid_t, Admission> admissions_;  // each child's place under the caps
 };
 
 }  // namespace

@@ -15,21 +15,23 @@ class IterativeModel final : public IServerModel {
   static void declare_options(boost::program_options::options_description&) {}
   explicit IterativeModel(const boost::program_options::variables_map&) {}
 
+  // A drain ends the loop once the client being served (if any) is done: the listener is shut.
   int run(const ServerContext& ctx) noexcept override {
-    Acceptor acceptor(ctx.listen_fds.front(), ctx.log);
-    while (wait_ready(acceptor.listen_fd(), POLLIN, ctx.stop_fd)) {
+    Acceptor acceptor(ctx.listen_fds.front(), ctx);
+    for (;;) {
+      const Wait wait = wait_ready(acceptor.listen_fd(), POLLIN, ctx.drain_fd);
+      if (wait == Wait::kStopped) return 0;
+      if (wait != Wait::kReady) continue;  // kFailed has slept its back-off already
       auto [status, connection] = acceptor.accept();
       if (status == Acceptor::Status::kAccepted) {
-        ctx.log->debug("serving fd {}", connection.get());
-        if (serve_blocking(std::move(connection), ctx.stop_fd, ctx.high_water, *ctx.log) ==
-            ServeEnd::kStopped) {
-          break;
-        }
+        ctx.log->debug("serving fd {}", connection.fd());
+        if (serve_blocking(std::move(connection), ctx) == ServeEnd::kStopped) return 0;
+      } else if (status == Acceptor::Status::kClosed) {
+        return 0;
       } else if (status != Acceptor::Status::kWouldBlock) {
-        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+        if (!sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) return 0;
       }
     }
-    return 0;
   }
 };
 

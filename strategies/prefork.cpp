@@ -117,6 +117,7 @@ class PreforkModel final : public IServerModel {
             static_cast<std::size_t>(std::find(pids.begin(), pids.end(), exit.pid) - pids.begin());
         pids[slot] = 0;
         board.clear(slot);  // it may have died busy
+        ctx.endpoint->release_owned_by(exit.pid);
         const bool too_soon = exit.lifetime < kRespawnDelay;
         if (too_soon) next_spawn = Clock::now() + kRespawnDelay;
         ctx.log->warn("worker {} {}; respawning it{}", exit.pid, describe_exit(exit.status),
@@ -129,7 +130,7 @@ class PreforkModel final : public IServerModel {
     for (std::size_t slot = 0; slot < pids.size(); ++slot) {
       if (pids[slot] != 0 && !board.busy(slot)) ::kill(pids[slot], SIGTERM);
     }
-    workers.stop_all(kChildStopGrace);
+    workers.stop_all(std::max(kChildStopGrace, ctx.endpoint->finish_grace()));
     lock_.reset();
     return 0;
   }
@@ -137,18 +138,17 @@ class PreforkModel final : public IServerModel {
   // Worker: take the lock, accept one connection, let the lock go, echo it, repeat.
   int work(const ServerContext& ctx, Scoreboard& board, std::size_t slot) {
     if (lock_) lock_->open_in_child();
-    Acceptor acceptor(ctx.listen_fds.front(), ctx.log);
+    Acceptor acceptor(ctx.listen_fds.front(), ctx);
     for (;;) {
       if (lock_) lock_->acquire();
       // Exiting while holding the lock is fine: the kernel drops it with the process.
-      if (!wait_ready(acceptor.listen_fd(), POLLIN, ctx.stop_fd)) return 0;
+      if (wait_ready(acceptor.listen_fd(), POLLIN, ctx.stop_fd) == Wait::kStopped) return 0;
       auto [status, connection] = acceptor.accept();
       if (lock_) lock_->release();
       if (status == Acceptor::Status::kAccepted) {
-        ctx.log->debug("fd {}: accepted by worker {}", connection.get(), ::getpid());
+        ctx.log->debug("fd {}: accepted by worker {}", connection.fd(), ::getpid());
         log_load(ctx, board.mark(slot, true));
-        const ServeEnd end =
-            serve_blocking(std::move(connection), ctx.stop_fd, ctx.high_water, *ctx.log);
+        const ServeEnd end = serve_blocking(std::move(connection), ctx);
         if (end == ServeEnd::kStopped) return 0;
         log_load(ctx, board.mark(slot, false));
       } else if (status != Acceptor::Status::kWouldBlock) {  // kWouldBlock: another won the race

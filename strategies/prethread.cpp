@@ -61,7 +61,7 @@ class PrethreadModel final : public IServerModel {
   int run(const ServerContext& ctx) noexcept override {
     quit_ = Fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!quit_) return log_call_failure(*ctx.log, "eventfd", errno);
-    acceptor_.emplace(ctx.listen_fds.front(), ctx.log);
+    acceptor_.emplace(ctx.listen_fds.front(), ctx);
     std::vector<std::thread> pool;
     int result = 0;
     try {
@@ -88,10 +88,9 @@ class PrethreadModel final : public IServerModel {
  private:
   // One pool thread: accept, serve until the peer leaves, repeat until quit_.
   void work(const ServerContext& ctx) {
-    while (Fd connection = next_connection(ctx)) {
+    while (Accepted connection = next_connection(ctx)) {
       note_busy(ctx, +1);
-      if (serve_blocking(std::move(connection), quit_.get(), ctx.high_water, *ctx.log) !=
-          ServeEnd::kStopped) {
+      if (serve_blocking(std::move(connection), ctx, quit_.get()) != ServeEnd::kStopped) {
         note_busy(ctx, -1);
       }
     }
@@ -111,23 +110,19 @@ class PrethreadModel final : public IServerModel {
   // Waits for the listener and takes one connection; an invalid Fd once quit_ is readable.
   // With the lock, a waiting thread blocks in the mutex; the holder passes quit_ on by
   // returning, so each waiter in turn sees it in its first poll.
-  Fd next_connection(const ServerContext& ctx) {
+  Accepted next_connection(const ServerContext& ctx) {
     const bool locked = options_.accept_lock == "mutex";
     std::unique_lock lock(accept_mutex_, std::defer_lock);
     if (locked) lock.lock();
     for (;;) {
-      if (!wait_ready(acceptor_->listen_fd(), POLLIN, quit_.get())) {
-        // Not quit: poll itself failed (only ENOMEM can do that); back off and try again.
-        if (stop_requested(quit_.get()) || !sleep_unless_stopped(quit_.get(), kAcceptBackoffMs)) {
-          return {};
-        }
-        continue;
-      }
-      if (!locked) lock.lock();  // without the lock around waiting, around accept() alone
+      const Wait wait = wait_ready(acceptor_->listen_fd(), POLLIN, quit_.get());
+      if (wait == Wait::kStopped) return {};
+      if (wait != Wait::kReady) continue;  // poll failed (ENOMEM) and slept a back-off
+      if (!locked) lock.lock();            // without the lock around waiting, around accept() alone
       auto [status, connection] = acceptor_->accept();
       if (!locked) lock.unlock();
       if (status == Acceptor::Status::kAccepted) {
-        ctx.log->debug("fd {}: accepted", connection.get());
+        ctx.log->debug("fd {}: accepted", connection.fd());
         return std::move(connection);
       }
       // kWouldBlock: another thread won the race (accept-lock=none); wait again.

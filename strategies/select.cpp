@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "echod/options.hpp"
 #include "echod/rebuilt_interest_loop.hpp"
 #include "echod/select_limits.hpp"
 #include "echod/server_model.hpp"
@@ -60,24 +61,19 @@ class SelectModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("select.max-clients", po::value<int>()->default_value(defaults.max_clients),
+        ("select.max-clients", bounded(1, FD_SETSIZE)->default_value(defaults.max_clients),
          "clients served at once (1-FD_SETSIZE); later connections are closed on accept");
     // clang-format on
   }
 
   explicit SelectModel(const po::variables_map& settings)
       : options_{settings["select.max-clients"].as<int>()},
-        admission_(static_cast<std::size_t>(options_.max_clients), "select.max-clients") {
-    if (options_.max_clients < 1 || options_.max_clients > FD_SETSIZE) {
-      throw std::invalid_argument("select.max-clients must be between 1 and " +
-                                  std::to_string(FD_SETSIZE) + " (FD_SETSIZE)");
-    }
-  }
+        admission_(static_cast<std::size_t>(options_.max_clients), "select.max-clients") {}
 
   int run(const ServerContext& ctx) noexcept override {
     try {
       std::vector<int> fixed_fds(ctx.listen_fds.begin(), ctx.listen_fds.end());
-      fixed_fds.push_back(ctx.stop_fd);
+      fixed_fds.insert(fixed_fds.end(), {ctx.stop_fd, ctx.drain_fd});
       if (const int error = check_fd_set_room(fixed_fds, "select", *ctx.log)) return error;
       SelectSet bitmaps;
       // Only connections select() can watch and select.max-clients allows are kept.

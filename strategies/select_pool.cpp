@@ -45,8 +45,10 @@ enum class Sender {
 // One client. The reactor thread owns it (creates, reads, closes); fields marked (shared) are
 // guarded by the model's mutex_; `outbox` and `sent` belong to whoever holds the sending side.
 struct Connection {
-  explicit Connection(Fd socket) : fd(std::move(socket)) {}
+  explicit Connection(Accepted accepted)
+      : fd(std::move(accepted.socket)), admission(std::move(accepted.admission)) {}
   Fd fd;
+  Admission admission;            // its place under the endpoint's caps
   std::vector<char> inbox;        // (shared) received, not yet taken by a worker
   std::size_t unsent = 0;         // (shared) bytes of inbox and outbox not yet sent
   Sender sender = Sender::kIdle;  // (shared)
@@ -110,7 +112,7 @@ class SelectPoolModel final : public IServerModel {
     fixed_fds.insert(fixed_fds.end(), {ctx.stop_fd, wake_.get()});
     if (const int error = check_fd_set_room(fixed_fds, "select-pool", *ctx.log)) return error;
     for (int fd : ctx.listen_fds) {
-      acceptors_.push_back(std::make_unique<Acceptor>(fd, ctx.log));
+      acceptors_.push_back(std::make_unique<Acceptor>(fd, ctx));
     }
 
     Clock::time_point resume_accepting;  // while shedding load, listeners are muted until then
@@ -156,10 +158,10 @@ class SelectPoolModel final : public IServerModel {
   // Takes the pending connections (a bounded batch per wakeup) that select() can watch;
   // refused ones close at once. False: pause accepting.
   bool accept_ready(Acceptor& acceptor, const ServerContext& ctx) {
-    return acceptor.accept_batch(kAcceptBatch, [&](Fd socket) {
-      if (!admission_.admit(socket.get(), connections_.size(), *ctx.log)) return;
-      ctx.log->debug("fd {}: accepted", socket.get());
-      connections_.push_back(std::make_unique<Connection>(std::move(socket)));
+    return acceptor.accept_batch(kAcceptBatch, [&](Accepted accepted) {
+      if (!admission_.admit(accepted.fd(), connections_.size(), *ctx.log)) return;
+      ctx.log->debug("fd {}: accepted", accepted.fd());
+      connections_.push_back(std::make_unique<Connection>(std::move(accepted)));
     });
   }
 

@@ -14,6 +14,7 @@
 #include "echod/backlog_burst.hpp"
 #include "echod/blocking_echo.hpp"
 #include "echod/errno_policy.hpp"
+#include "echod/options.hpp"
 #include "echod/server_model.hpp"
 #include "echod/stop.hpp"
 
@@ -33,9 +34,9 @@ class ThreadModel final : public IServerModel {
     const Options defaults;
     // clang-format off
     options.add_options()
-        ("thread.max-threads", po::value<int>()->default_value(defaults.max_threads),
+        ("thread.max-threads", bounded(1, 65536)->default_value(defaults.max_threads),
          "clients served at once, one thread each (1-65536); more wait in the listen backlog")
-        ("thread.stack-size", po::value<std::size_t>()->default_value(defaults.stack_size_kib),
+        ("thread.stack-size", bounded<std::size_t>(0, 1024 * 1024)->default_value(defaults.stack_size_kib),
          "stack of each connection thread in KiB (0: the process default, `ulimit -s`; else "
          "256-1048576)");
     // clang-format on
@@ -44,9 +45,6 @@ class ThreadModel final : public IServerModel {
   explicit ThreadModel(const po::variables_map& settings)
       : options_{settings["thread.max-threads"].as<int>(),
                  settings["thread.stack-size"].as<std::size_t>()} {
-    if (options_.max_threads < 1 || options_.max_threads > 65536) {
-      throw std::invalid_argument("thread.max-threads must be between 1 and 65536");
-    }
     if (options_.stack_size_kib != 0 &&
         (options_.stack_size_kib < 256 || options_.stack_size_kib > 1024 * 1024)) {
       throw std::invalid_argument("thread.stack-size must be 0 or between 256 and 1048576 KiB");
@@ -72,18 +70,19 @@ class ThreadModel final : public IServerModel {
       ::pthread_attr_setstacksize(&attr, options_.stack_size_kib * 1024);
     }
 
-    Acceptor acceptor(ctx.listen_fds.front(), ctx.log);
+    Acceptor acceptor(ctx.listen_fds.front(), ctx);
     for (;;) {
       // At the cap the listener is watched only until a client is seen waiting (logged once),
       // then left out (poll ignores fd -1): clients queue in the backlog until a thread ends.
       const bool watch = !free_slots_.empty() || !burst_.active();
-      pollfd pfds[3] = {{ctx.stop_fd, POLLIN, 0},
+      // drain_fd: stop accepting (the listener is shut); the threads serve on.
+      pollfd pfds[3] = {{ctx.drain_fd, POLLIN, 0},
                         {done_.get(), POLLIN, 0},
                         {watch ? acceptor.listen_fd() : -1, POLLIN, 0}};
       if (::poll(pfds, 3, -1) < 0) {
         if (errno == EINTR) continue;
         log_call_failure(*ctx.log, "poll", errno);
-        if (!sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) break;
+        if (!sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) break;
         continue;
       }
       if (pfds[0].revents != 0) break;
@@ -94,14 +93,15 @@ class ThreadModel final : public IServerModel {
       if (full) {
         burst_.at_cap(slots_.size(), *ctx.log);
       } else if (!accept_ready(acceptor, attr, ctx) &&
-                 !sleep_unless_stopped(ctx.stop_fd, kAcceptBackoffMs)) {
+                 !sleep_unless_stopped(ctx.drain_fd, kAcceptBackoffMs)) {
         break;
       }
     }
 
-    // Every thread sees stop_fd in serve_blocking, closes its connection and reports back.
+    // Each thread ends when its client leaves (a drain) or sees stop_fd in serve_blocking,
+    // finishes its connection and reports back.
     while (free_slots_.size() < slots_.size()) {
-      if (wait_ready(done_.get(), POLLIN, /*stop_fd=*/-1)) reap();  // -1: poll ignores it
+      if (wait_ready(done_.get(), POLLIN, /*stop_fd=*/-1) == Wait::kReady) reap();
     }
     ::pthread_attr_destroy(&attr);
     return 0;
@@ -112,37 +112,48 @@ class ThreadModel final : public IServerModel {
   struct Slot {
     ThreadModel* model = nullptr;
     const ServerContext* ctx = nullptr;
-    Fd connection;
+    Accepted connection;
     pthread_t thread{};
   };
 
-  // Takes pending connections while below the cap, a thread for each. False when out of
-  // descriptors or threads: back off.
+  // Takes the pending connections while below the cap, then starts a thread for each. The
+  // whole backlog first: with hundreds of busy connection threads on the same cores, a thread
+  // creation between two accepts lets every new thread run first, and the accepting thread
+  // falls behind its backlog. False when out of descriptors or threads: back off.
   bool accept_ready(Acceptor& acceptor, const pthread_attr_t& attr, const ServerContext& ctx) {
-    while (!free_slots_.empty()) {
+    bool keep_accepting = true;
+    std::size_t taken = 0;
+    while (taken < free_slots_.size()) {
       auto [status, connection] = burst_.accept(acceptor, *ctx.log);
-      if (status == Acceptor::Status::kWouldBlock) return true;
-      if (status != Acceptor::Status::kAccepted) return false;
+      if (status != Acceptor::Status::kAccepted) {
+        keep_accepting = status == Acceptor::Status::kWouldBlock;
+        break;
+      }
+      const int index = free_slots_[free_slots_.size() - 1 - taken];
+      slots_[static_cast<std::size_t>(index)] = Slot{this, &ctx, std::move(connection), {}};
+      ++taken;
+    }
+    for (; taken > 0; --taken) {
       const int index = free_slots_.back();
       Slot& slot = slots_[static_cast<std::size_t>(index)];
-      slot = Slot{this, &ctx, std::move(connection), {}};
-      ctx.log->debug("fd {}: accepted, thread slot {}", slot.connection.get(), index);
+      ctx.log->debug("fd {}: accepted, thread slot {}", slot.connection.fd(), index);
       if (int error = ::pthread_create(&slot.thread, &attr, &ThreadModel::serve, &slot)) {
-        ctx.log->warn("pthread_create: {}; closing the new connection", std::strerror(error));
-        slot.connection.reset();
+        ctx.log->warn("pthread_create: {}; closing {} new connections", std::strerror(error),
+                      taken);
+        for (std::size_t i = 0; i < taken; ++i)
+          slots_[static_cast<std::size_t>(free_slots_[free_slots_.size() - 1 - i])].connection = {};
         return false;
       }
       free_slots_.pop_back();
     }
-    return true;
+    return keep_accepting;
   }
 
   // Thread body: echo until the peer leaves or a stop, then tell the main thread to join us.
   static void* serve(void* arg) {
     Slot& slot = *static_cast<Slot*>(arg);
     ThreadModel& self = *slot.model;
-    serve_blocking(std::move(slot.connection), slot.ctx->stop_fd, slot.ctx->high_water,
-                   *slot.ctx->log);
+    serve_blocking(std::move(slot.connection), *slot.ctx);
     {
       std::lock_guard lock(self.mutex_);
       self.finished_.push_back(static_cast<int>(&slot - self.slots_.data()));  // reserved

@@ -3,19 +3,50 @@
 #include <sys/socket.h>
 
 #include <fstream>
+#include <sstream>
 
 #include <spdlog/common.h>
+
+#include "echod/options.hpp"
 
 namespace echod {
 namespace {
 
+// The line of `path` that sets `key` ("high-water", or "epoll.max-events" for a key in the
+// [epoll] section), for error messages; 0 if not found.
+int line_of_key(const std::string& path, const std::string& key) {
+  std::ifstream file(path);
+  std::string line, section;
+  for (int number = 1; std::getline(file, line); ++number) {
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
+    if (line[first] == '[') {
+      section = line.substr(first + 1, line.find(']') - first - 1);
+      continue;
+    }
+    const auto equals = line.find('=');
+    if (equals == std::string::npos) continue;
+    std::string name = line.substr(first, equals - first);
+    name.erase(name.find_last_not_of(" \t") + 1);
+    if ((section.empty() ? name : section + "." + name) == key) return number;
+  }
+  return 0;
+}
+
 // Program_options says "unrecognised option '--x'"; say where it came from and what it is.
-[[noreturn]] void rethrow_as_usage_error(const po::error& e, const std::string& origin) {
-  if (const auto* unknown = dynamic_cast<const po::unknown_option*>(&e)) {
-    std::string key = unknown->get_option_name();
+[[noreturn]] void rethrow_as_usage_error(const po::error& e, std::string origin,
+                                         const std::string& path = {}) {
+  std::string key;
+  if (const auto* named = dynamic_cast<const po::error_with_option_name*>(&e)) {
+    key = named->get_option_name();
     while (!key.empty() && key.front() == '-')
       key.erase(0, 1);
     key = key.substr(0, key.find('='));
+  }
+  if (!path.empty() && !key.empty()) {
+    if (const int line = line_of_key(path, key); line > 0) origin += ":" + std::to_string(line);
+  }
+  if (dynamic_cast<const po::unknown_option*>(&e) != nullptr) {
     std::string hint = "; see echod --help";
     if (auto dot = key.find('.'); dot != std::string::npos) {
       hint += " --model=" + key.substr(0, dot) + " for that model's keys";
@@ -25,9 +56,30 @@ namespace {
   throw UsageError(origin + ": " + e.what());
 }
 
+std::vector<AddressRange> parse_address_ranges(const std::string& text) {
+  std::vector<AddressRange> ranges;
+  std::string item;
+  std::istringstream words(text);
+  while (std::getline(words, item, ' ')) {
+    std::istringstream parts(item);
+    std::string part;
+    while (std::getline(parts, part, ',')) {
+      if (part.empty()) continue;
+      AddressRange range;
+      if (!AddressRange::parse(part, range)) {
+        throw UsageError("per-ip-exempt: '" + part +
+                         "' is not an address or prefix (e.g. 127.0.0.0/8 or ::1)");
+      }
+      ranges.push_back(range);
+    }
+  }
+  return ranges;
+}
+
 }  // namespace
 
 po::options_description core_options() {
+  const EndpointLimits limits;
   // clang-format off
   po::options_description general("General");
   general.add_options()
@@ -36,6 +88,9 @@ po::options_description core_options() {
       ("list-models", po::bool_switch(), "list the models found, one per line, and exit")
       ("describe-model", po::bool_switch(),
        "print the selected model's name, summary, capabilities and file, and exit")
+      ("check-config,t", po::bool_switch(),
+       "check the configuration (file, command line, the model's own keys) and exit: "
+       "prints 'configuration ok', or the error with exit status 2")
       ("config,c", po::value<std::string>(), "read settings from this INI file")
       ("plugin-dir", po::value<std::vector<std::string>>()->composing(),
        "search this directory for model plugins (repeatable; searched before the defaults)")
@@ -46,19 +101,41 @@ po::options_description core_options() {
       ("model,m", po::value<std::string>()->default_value("epoll"), "concurrency model to run")
       ("bind,b", po::value<std::string>()->default_value("127.0.0.1"),
        "address to listen on (IPv4 or IPv6, e.g. 0.0.0.0 or ::)")
-      ("port,p", po::value<int>()->default_value(7777), "TCP port; 0 picks a free one")
-      ("backlog", po::value<int>()->default_value(SOMAXCONN),
-       "listen backlog (the kernel caps it at net.core.somaxconn)")
-      ("high-water", po::value<std::size_t>()->default_value(std::size_t{1} << 20),
+      ("port,p", bounded(0, 65535)->default_value(7777), "TCP port (0-65535); 0 picks a free one")
+      ("backlog", bounded(1, 65535)->default_value(SOMAXCONN),
+       "listen backlog (1-65535; the kernel caps it at net.core.somaxconn)")
+      ("high-water", bounded<std::size_t>(1024, std::size_t{1} << 30)->default_value(std::size_t{1} << 20),
        "bytes received but not yet echoed on one connection above which the server stops "
-       "reading it (backpressure)")
+       "reading it (backpressure; 1024-1073741824)")
       ("log-level", po::value<std::string>()->default_value("info"),
-       "trace, debug (per-connection events), info, warn, error, critical or off")
-      ("stop-timeout", po::value<unsigned>()->default_value(5),
-       "seconds a model has to stop after SIGINT/SIGTERM before echod exits with status 1");
+       "trace, debug (per-connection events), info, warn, error, critical or off");
+  po::options_description endpoint("Endpoint");
+  endpoint.add_options()
+      ("max-connections", bounded<std::size_t>(1, 1u << 20)->default_value(limits.max_connections),
+       "connections open at once, whole server (1-1048576); past it a new connection is "
+       "closed at once")
+      ("max-connections-per-ip", bounded<std::size_t>(0, 1u << 20)->default_value(limits.max_per_ip),
+       "connections open at once from one client address (0 = no per-address cap)")
+      ("per-ip-exempt", po::value<std::string>()->default_value("127.0.0.0/8 ::1"),
+       "addresses or prefixes the per-address cap does not count, space- or comma-separated "
+       "(\"\" = none)")
+      ("idle-timeout", bounded(0.0, 86400.0)->default_value(300.0, "300"),
+       "seconds after which a connection that sent nothing and has nothing left to echo is "
+       "closed (fractions allowed; 0 = never)")
+      ("drain-timeout", bounded(0.0, 86400.0)->default_value(10.0, "10"),
+       "seconds the first SIGINT/SIGTERM lets open connections finish (listeners close at "
+       "once; a second signal stops at once; 0 = no drain)")
+      ("stop-timeout", bounded(0.1, 3600.0)->default_value(5.0, "5"),
+       "seconds a model has to stop after the drain (or the stop) before echod exits with "
+       "status 1")
+      ("tcp-keepalive", bounded(0.0, 86400.0)->default_value(0.0, "0"),
+       "TCP keepalive: seconds idle before the first probe, 3 probes (0 = off)")
+      ("tcp-user-timeout", bounded(0.0, 86400.0)->default_value(0.0, "0"),
+       "TCP_USER_TIMEOUT: seconds sent data may stay unacknowledged before the connection is "
+       "dropped (0 = off)");
   // clang-format on
   po::options_description all;
-  all.add(general).add(server);
+  all.add(general).add(server).add(endpoint);
   return all;
 }
 
@@ -80,7 +157,7 @@ po::variables_map parse_settings(int argc, const char* const argv[],
     try {
       po::store(po::parse_config_file(file, options, !strict), settings);
     } catch (const po::error& e) {
-      rethrow_as_usage_error(e, path);
+      rethrow_as_usage_error(e, path, path);
     }
   }
   try {
@@ -95,22 +172,31 @@ CoreSettings core_settings(const po::variables_map& settings) {
   CoreSettings core;
   core.model = settings["model"].as<std::string>();
   core.bind = settings["bind"].as<std::string>();
-  const int port = settings["port"].as<int>();
-  if (port < 0 || port > 65535) {
-    throw UsageError("port must be between 0 and 65535, not " + std::to_string(port));
-  }
-  core.port = static_cast<std::uint16_t>(port);
+  core.port = static_cast<std::uint16_t>(settings["port"].as<int>());
   core.backlog = settings["backlog"].as<int>();
-  if (core.backlog < 1) throw UsageError("backlog must be at least 1");
   core.high_water = settings["high-water"].as<std::size_t>();
-  if (core.high_water < 1024) throw UsageError("high-water must be at least 1024 bytes");
   core.log_level = settings["log-level"].as<std::string>();
   if (auto level = spdlog::level::from_str(core.log_level);
       level == spdlog::level::off && core.log_level != "off") {
     throw UsageError("unknown log-level '" + core.log_level +
                      "' (use trace, debug, info, warn, error, critical or off)");
   }
-  core.stop_timeout_seconds = settings["stop-timeout"].as<unsigned>();
+  core.stop_timeout = seconds_option(settings, "stop-timeout");
+  core.drain_timeout = seconds_option(settings, "drain-timeout");
+  core.limits.max_connections = settings["max-connections"].as<std::size_t>();
+  core.limits.max_per_ip = settings["max-connections-per-ip"].as<std::size_t>();
+  core.limits.per_ip_exempt = parse_address_ranges(settings["per-ip-exempt"].as<std::string>());
+  core.limits.idle_timeout = seconds_option(settings, "idle-timeout");
+  core.limits.tcp_keepalive = seconds_option(settings, "tcp-keepalive");
+  core.limits.tcp_user_timeout = seconds_option(settings, "tcp-user-timeout");
+  if (core.limits.tcp_keepalive.count() > 0 && core.limits.tcp_keepalive.count() < 1000) {
+    throw UsageError("tcp-keepalive must be 0 (off) or at least 1 second");
+  }
+  if (core.limits.tcp_user_timeout.count() == 0 && settings["tcp-user-timeout"].as<double>() > 0) {
+    throw UsageError("tcp-user-timeout must be 0 (off) or at least 0.001 seconds");
+  }
+  // The lingering close at the drain's deadline stays well inside the stop's hard bound.
+  core.limits.linger = std::min(std::chrono::milliseconds(2000), core.stop_timeout / 2);
   if (settings.count("plugin-dir")) {
     core.plugin_dirs = settings["plugin-dir"].as<std::vector<std::string>>();
   }
@@ -120,6 +206,7 @@ CoreSettings core_settings(const po::variables_map& settings) {
   core.list_models = settings["list-models"].as<bool>();
   core.describe_model = settings["describe-model"].as<bool>();
   core.version = settings["version"].as<bool>();
+  core.check_config = settings["check-config"].as<bool>();
   return core;
 }
 

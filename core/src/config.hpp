@@ -3,6 +3,7 @@
 // [prefork] with "workers = 10" is the key prefork.workers, the same as --prefork.workers=10.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include <boost/program_options.hpp>
+
+#include "echod/endpoint.hpp"
 
 namespace echod {
 
@@ -25,8 +28,9 @@ class UsageError : public std::runtime_error {
 po::options_description core_options();
 
 // Parses argv and, if --config names one, the INI file. With `strict`, unknown keys and values
-// that do not convert are UsageErrors naming the key and where it came from; without, unknown
-// keys are ignored (the first pass, run before the models' keys are known).
+// that do not convert or are out of range are UsageErrors naming the key and where it came from
+// ("command line" or "FILE:LINE"); without, unknown keys are ignored (the first pass, run before
+// the models' keys are known).
 po::variables_map parse_settings(int argc, const char* const argv[],
                                  const po::options_description& options, bool strict);
 
@@ -38,13 +42,16 @@ struct CoreSettings {
   int backlog = 0;
   std::size_t high_water = 0;
   std::string log_level;
-  unsigned stop_timeout_seconds = 0;
+  std::chrono::milliseconds stop_timeout{0};
+  std::chrono::milliseconds drain_timeout{0};
+  EndpointLimits limits;
   std::vector<std::string> plugin_dirs;
   std::vector<std::string> plugin_files;
   bool help = false;
   bool list_models = false;
   bool describe_model = false;
   bool version = false;
+  bool check_config = false;
 };
 CoreSettings core_settings(const po::variables_map& settings);
 

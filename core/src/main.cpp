@@ -2,12 +2,21 @@
 //
 // Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 when serving fails (port in use, model
 // error, stop timeout), 2 for a bad command line, configuration or plugin.
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <system_error>
+#include <thread>
 
 #include "config.hpp"
+#include "echod/endpoint.hpp"
 #include "echod/server_model.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
@@ -74,8 +83,11 @@ void print_model_list(const PluginRegistry& registry, bool detailed) {
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->name() < b->name(); });
   for (const auto* plugin : sorted) {
     const PluginDescriptor& d = *plugin->descriptor;
+    PluginError reason;
+    const bool available = d.probe == nullptr || d.probe(reason);
     if (!detailed) {
-      std::printf("%-12s %s\n", d.name, d.summary);
+      std::printf("%-12s %s%s%s\n", d.name, d.summary, available ? "" : " [unavailable: ",
+                  available ? "" : (std::string(reason.message) + "]").c_str());
       continue;
     }
     if (plugin != sorted.front()) std::printf("\n");
@@ -84,8 +96,63 @@ void print_model_list(const PluginRegistry& registry, bool detailed) {
   }
 }
 
+// Reports the drain as it happens: its start (with how many connections it waits for) and its
+// deadline. A thread of its own, so that no model has to; it blocks every signal, so signals
+// (SIGCHLD for the forking models' signalfd above all) go to the model's threads as before.
+// Owned by serve(); joined before the summary.
+class DrainReporter {
+ public:
+  DrainReporter(const CoreSettings& core, const StopDescriptors& stop, Endpoint& endpoint,
+                spdlog::logger& log)
+      : done_(::eventfd(0, EFD_CLOEXEC)) {
+    if (!done_) throw std::system_error(errno, std::generic_category(), "eventfd");
+    sigset_t all, previous;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &previous);
+    thread_ = std::thread([&, drain = core.drain_timeout, stop] {
+      if (!wait_for(stop.drain_fd)) return;
+      if (endpoint.phase() == Phase::kDraining) {
+        log.info(
+            "draining: listeners closed; serving {} open connections for up to {} s "
+            "(signal again to stop now)",
+            endpoint.counts().open, std::chrono::duration<double>(drain).count());
+      }
+      if (!wait_for(stop.stop_fd)) return;
+      if (endpoint.phase() == Phase::kFinishing) {
+        log.info("drain timeout: finishing {} connections", endpoint.counts().open);
+      }
+    });
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  DrainReporter(const DrainReporter&) = delete;
+  DrainReporter& operator=(const DrainReporter&) = delete;
+  ~DrainReporter() {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(done_.get(), &one, sizeof one);
+    thread_.join();
+  }
+
+ private:
+  // True once `fd` is readable; false once the server is done.
+  bool wait_for(int fd) const {
+    pollfd pfds[2] = {{fd, POLLIN, 0}, {done_.get(), POLLIN, 0}};
+    while (::poll(pfds, 2, -1) < 0) {
+      if (errno != EINTR) return false;
+    }
+    return pfds[1].revents == 0;
+  }
+
+  Fd done_;
+  std::thread thread_;
+};
+
 int serve(const CoreSettings& core, const po::variables_map& settings, const LoadedPlugin& plugin) {
   auto log = make_logger("echod", core.log_level);
+  if (PluginError reason;
+      plugin.descriptor->probe != nullptr && !plugin.descriptor->probe(reason)) {
+    log->error("model {} cannot run here: {}", core.model, reason.message);
+    return 1;
+  }
 
   PluginError error;
   IServerModel* created = plugin.descriptor->create(settings, error);
@@ -93,15 +160,26 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
     throw UsageError("model " + core.model + ": " + error.message);
   }
   ModelInstance instance(plugin, created);
+  Endpoint endpoint(core.limits, log->clone(core.model));
 
   // Signals before listening, so a stop that arrives right after the log line is not lost.
-  const int stop_fd = install_stop_signals(core.stop_timeout_seconds);
+  const StopDescriptors stop =
+      install_stop_signals({core.drain_timeout, core.stop_timeout, endpoint.phase_cell()});
   Listener listener = open_listener(core.bind, core.port, core.backlog);
+  const int listen_fds[] = {listener.fd.get()};
+  shut_down_on_drain(listen_fds);
+  if (endpoint.draining()) ::shutdown(listener.fd.get(), SHUT_RDWR);  // a signal came first
   log->info("listening on {} model={}", listener.address, core.model);
 
-  const int listen_fds[] = {listener.fd.get()};
-  ServerContext context{listen_fds, log->clone(core.model), settings, stop_fd, core.high_water};
-  const int result = instance.model().run(context);
+  ServerContext context{listen_fds,      log->clone(core.model), settings, stop.stop_fd,
+                        core.high_water, stop.drain_fd,          &endpoint};
+  int result;
+  {
+    DrainReporter reporter(core, stop, endpoint, *log);
+    result = instance.model().run(context);
+  }
+  if (result == 0 && endpoint.phase() == Phase::kDraining) log->info("drain complete");
+  log->info("{}", endpoint.summary());
   if (result != 0) {
     log->error("model {} stopped with error: {}", core.model, std::strerror(result));
     return 1;
@@ -157,6 +235,14 @@ int run_echod(int argc, const char* const argv[]) {
   report_problems(registry);
   if (core.describe_model) {
     print_description(*plugin);
+    return 0;
+  }
+  if (core.check_config) {  // everything serve() checks before it listens
+    PluginError error;
+    IServerModel* created = plugin->descriptor->create(settings, error);
+    if (created == nullptr) throw UsageError("model " + core.model + ": " + error.message);
+    ModelInstance instance(*plugin, created);
+    std::printf("configuration ok\n");
     return 0;
   }
   return serve(core, settings, *plugin);

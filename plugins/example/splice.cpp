@@ -78,19 +78,26 @@ class SpliceModel final : public IServerModel {
     if (!quit_ || !finished_) return log_failure(ctx, "eventfd");
     std::deque<Acceptor> acceptors;
     for (int fd : ctx.listen_fds)
-      acceptors.emplace_back(fd, ctx.log);
-    int pause_ms = -1;  // after running out of descriptors or threads: accept again later
+      acceptors.emplace_back(fd, ctx);
+    int pause_ms = -1;      // after running out of descriptors or threads: accept again later
+    bool draining = false;  // drain_fd: the listeners are shut; return once every client left
     for (;;) {
-      const bool accepting =
-          pause_ms < 0 && workers_.size() < static_cast<std::size_t>(options_.max_connections);
-      std::vector<pollfd> fds{{ctx.stop_fd, POLLIN, 0}, {finished_.get(), POLLIN, 0}};
+      if (draining && workers_.empty()) return 0;
+      const bool accepting = !draining && pause_ms < 0 &&
+                             workers_.size() < static_cast<std::size_t>(options_.max_connections);
+      std::vector<pollfd> fds{{draining ? ctx.stop_fd : ctx.drain_fd, POLLIN, 0},
+                              {finished_.get(), POLLIN, 0}};
       for (auto& a : acceptors)
         fds.push_back({accepting ? a.listen_fd() : -1, POLLIN, 0});
       const int ready = ::poll(fds.data(), fds.size(), pause_ms);
       if (ready < 0 && errno != EINTR) return log_failure(ctx, "poll");
       if (ready == 0) pause_ms = -1;
       if (ready <= 0) continue;
-      if (fds[0].revents != 0) return 0;
+      if (fds[0].revents != 0) {
+        if (draining) return 0;  // stop_fd: the threads see it too and close their clients
+        draining = true;
+        continue;
+      }
       if (fds[1].revents != 0) join_finished();
       for (std::size_t i = 0; i < acceptors.size(); ++i) {
         if (fds[i + 2].revents != 0 && !accept_one(acceptors[i], ctx)) pause_ms = kAcceptBackoffMs;
@@ -103,13 +110,13 @@ class SpliceModel final : public IServerModel {
     auto [status, socket] = acceptor.accept();
     if (status == Acceptor::Status::kWouldBlock) return true;
     if (status != Acceptor::Status::kAccepted) return false;
-    ctx.log->debug("fd {}: accepted", socket.get());
+    ctx.log->debug("fd {}: accepted", socket.fd());
     // The pipe is made here, on the accepting thread: a pipe2() on a connection's thread could
     // take the slot the Acceptor frees to shed connections when out of descriptors, leaving it
     // no spare and later clients stuck in the listen queue.
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) {
-      ctx.log->warn("fd {}: pipe2: {}; closing it", socket.get(), std::strerror(errno));
+      ctx.log->warn("fd {}: pipe2: {}; closing it", socket.fd(), std::strerror(errno));
       return false;  // the socket is closed on return: the peer sees a close, not a hang
     }
     Pipe pipe{Fd(ends[0]), Fd(ends[1])};
@@ -145,8 +152,10 @@ class SpliceModel final : public IServerModel {
 
   // One connection, on its own thread: splice what arrives into the pipe and the pipe back out,
   // until the peer has closed and everything is echoed, the peer is gone, or a stop comes.
-  void echo(Fd socket, Pipe pipe, const ServerContext& ctx) noexcept {
-    const int fd = socket.get();
+  // An idle client (nothing received, nothing queued for the idle timeout) is closed.
+  void echo(Accepted connection, Pipe pipe, const ServerContext& ctx) noexcept {
+    const int fd = connection.fd();
+    const auto idle_ms = ctx.endpoint->limits().idle_timeout.count();
     // At most high_water bytes in flight: the pipe's size is a power of two pages, >= 1 page.
     const std::size_t wanted =
         std::bit_floor(std::clamp<std::size_t>(ctx.high_water, 4096, 1 << 30));
@@ -161,9 +170,15 @@ class SpliceModel final : public IServerModel {
       const int events = (!peer_done && !pipe_full ? POLLIN : 0) | (queued > 0 ? POLLOUT : 0);
       pollfd fds[3] = {
           {fd, static_cast<short>(events), 0}, {ctx.stop_fd, POLLIN, 0}, {quit_.get(), POLLIN, 0}};
-      if (::poll(fds, 3, -1) < 0) {
+      const int ready = ::poll(fds, 3, idle_ms > 0 && queued == 0 ? static_cast<int>(idle_ms) : -1);
+      if (ready < 0) {
         if (errno == EINTR) continue;
         ctx.log->error("fd {}: poll: {}", fd, std::strerror(errno));
+        break;
+      }
+      if (ready == 0) {
+        ctx.log->debug("fd {}: closed after {} ms idle", fd, idle_ms);
+        ctx.endpoint->count_idle_close();
         break;
       }
       if (fds[1].revents != 0 || fds[2].revents != 0) break;

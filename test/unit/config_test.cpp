@@ -115,3 +115,45 @@ TEST_CASE("bad values are errors that name the key", "[config]") {
   REQUIRE_THROWS_WITH(parse({"--config", "/nonexistent/echod.conf"}),
                       Catch::Contains("cannot read config file"));
 }
+
+TEST_CASE("negative, overflowing and out-of-range numbers are refused by key and origin",
+          "[config]") {
+  // Program_options alone would turn -1 into SIZE_MAX for an unsigned key.
+  REQUIRE_THROWS_WITH(parse({"--high-water=-1"}),
+                      Catch::StartsWith("command line: ") &&
+                          Catch::Contains("'--high-water' is invalid") &&
+                          Catch::Contains("between 1024 and 1073741824"));
+  REQUIRE_THROWS_WITH(parse({"--max-connections=99999999999999999999"}),
+                      Catch::Contains("'--max-connections' is invalid"));
+  REQUIRE_THROWS_WITH(parse({"--stop-timeout=0"}),
+                      Catch::Contains("'--stop-timeout' is invalid: must be a number between 0.1"));
+  REQUIRE_THROWS_WITH(parse({"--idle-timeout=nan"}), Catch::Contains("'--idle-timeout'"));
+  REQUIRE_THROWS_WITH(parse({"--drain-timeout=1e9"}), Catch::Contains("'--drain-timeout'"));
+  REQUIRE_THROWS_WITH(parse({"--backlog=12abc"}), Catch::Contains("'--backlog'"));
+  TempConfig conf("model = epoll\n\n# comment\nidle-timeout = -3\n");
+  REQUIRE_THROWS_WITH(
+      parse({"--config", conf.path()}),
+      Catch::StartsWith(conf.path() + ":4: ") && Catch::Contains("'idle-timeout' is invalid"));
+}
+
+TEST_CASE("endpoint keys become limits", "[config]") {
+  auto core =
+      core_settings(parse({"--max-connections=10", "--max-connections-per-ip=0",
+                           "--idle-timeout=0.25", "--drain-timeout=1.5", "--stop-timeout=3",
+                           "--tcp-keepalive=30", "--per-ip-exempt=10.0.0.0/8,::1 192.168.1.1"}));
+  CHECK(core.limits.max_connections == 10);
+  CHECK(core.limits.max_per_ip == 0);
+  CHECK(core.limits.idle_timeout == std::chrono::milliseconds(250));
+  CHECK(core.drain_timeout == std::chrono::milliseconds(1500));
+  CHECK(core.stop_timeout == std::chrono::milliseconds(3000));
+  CHECK(core.limits.tcp_keepalive == std::chrono::milliseconds(30000));
+  CHECK(core.limits.linger == std::chrono::milliseconds(1500));  // half the stop timeout
+  CHECK(core.limits.per_ip_exempt.size() == 3);
+  REQUIRE_THROWS_WITH(core_settings(parse({"--per-ip-exempt=10.0.0.0/33"})),
+                      Catch::Contains("per-ip-exempt: '10.0.0.0/33'"));
+  REQUIRE_THROWS_WITH(core_settings(parse({"--tcp-keepalive=0.5"})),
+                      Catch::Contains("tcp-keepalive must be 0 (off) or at least 1 second"));
+  auto defaults = core_settings(parse({}));
+  CHECK(defaults.limits.idle_timeout == std::chrono::seconds(300));
+  CHECK(defaults.drain_timeout == std::chrono::seconds(10));
+}

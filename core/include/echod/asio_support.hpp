@@ -91,7 +91,7 @@ class Loop {
  public:
   struct Listener {
     Listener(Loop& loop, int fd)
-        : socket(loop.control_), acceptor(fd, loop.ctx.log), backoff(loop.control_) {
+        : socket(loop.control_), acceptor(fd, loop.ctx), backoff(loop.control_) {
       sockaddr_storage address{};
       socklen_t size = sizeof address;
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
@@ -126,12 +126,12 @@ class Loop {
       try {
         tcp::socket socket(connection_executor());
         error_code ec;
-        socket.assign(listener.protocol, connection.get(), ec);
+        socket.assign(listener.protocol, connection.fd(), ec);
         if (ec) {  // the reactor refused it (epoll_ctl); `connection` still owns and closes it
-          ctx.log->warn("fd {}: epoll_ctl: {}", connection.get(), ec.message());
+          ctx.log->warn("fd {}: epoll_ctl: {}", connection.fd(), ec.message());
           continue;
         }
-        static_cast<void>(connection.release());
+        static_cast<void>(connection.socket.release());
         socket.non_blocking(true, ec);  // read_some then returns would_block instead of polling
         ctx.log->debug("fd {}: accepted", socket.native_handle());
         serve(std::move(socket));

@@ -2,26 +2,25 @@
 // one thread of control serves one connection from accept to close.
 #pragma once
 
-#include <cstddef>
-#include <memory>
-
-#include <spdlog/logger.h>
-
-#include "echod/fd.hpp"
+#include "echod/acceptor.hpp"
 
 namespace echod {
 
+struct ServerContext;
+
 enum class ServeEnd {
   kClosedByPeer,  // EOF after everything was echoed, or the peer reset
-  kStopped,       // a stop was requested
+  kIdle,          // closed by the idle timeout
+  kStopped,       // a stop was requested (the connection was finished: see Finisher)
   kFailed,        // unexpected error, logged
 };
 
-// Echoes on `connection` until the peer closes, a stop is requested or an error occurs, then
-// closes it. After the peer's EOF, finishes sending what is queued before closing (half-close).
-// Waits in poll() on the socket and stop_fd, so a stop is seen at once even while idle.
-// Uses a stack scratch buffer; the connection's queue obeys `high_water`.
-ServeEnd serve_blocking(Fd connection, int stop_fd, std::size_t high_water,
-                        spdlog::logger& log) noexcept;
+// Echoes on `connection` until the peer closes, the idle timeout passes, a stop is requested
+// (stop_fd, by default ctx.stop_fd) or an error occurs, then closes it. After the peer's EOF,
+// finishes sending what is queued before closing (half-close). Waits in poll() on the socket
+// and stop_fd, so a stop is seen at once even while idle; a drain does not end it. Uses a stack
+// scratch buffer; the connection's queue obeys ctx.high_water. Adds its bytes to the summary.
+ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx) noexcept;
+ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx, int stop_fd) noexcept;
 
 }  // namespace echod

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -46,6 +47,13 @@ class ConnectionBuffer {
   [[nodiscard]] int error() const noexcept { return error_; }
   // Heap bytes held for this connection (0 when caught up).
   [[nodiscard]] std::size_t reserved() const noexcept { return queue_.capacity(); }
+  // Bytes received and sent on this connection so far, for the stop summary.
+  [[nodiscard]] std::uint64_t bytes_received() const noexcept { return bytes_received_; }
+  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
+  // The bytes received but not yet echoed, for a lingering close at a drain's deadline.
+  [[nodiscard]] std::span<const char> unsent() const noexcept {
+    return {queue_.data() + sent_, pending()};
+  }
 
  private:
   IoStatus fail(int error) noexcept;
@@ -55,6 +63,8 @@ class ConnectionBuffer {
   std::size_t sent_ = 0;  // bytes at the front of queue_ already sent
   std::size_t high_water_;
   int error_ = 0;
+  std::uint64_t bytes_received_ = 0;
+  std::uint64_t bytes_sent_ = 0;
 };
 
 // The size of a scratch buffer for echo_once: large enough that one recv drains a typical

@@ -7,8 +7,9 @@
 
 #include <spdlog/logger.h>
 
+#include "echod/acceptor.hpp"
 #include "echod/connection_buffer.hpp"
-#include "echod/fd.hpp"
+#include "echod/endpoint.hpp"
 
 namespace echod {
 
@@ -22,20 +23,29 @@ struct Readiness {
 // How much to read on one readable wakeup.
 enum class Reads {
   kOne,              // one recv: a flooding client cannot starve the others (level-triggered)
-  kUntilWouldBlock,  // until EAGAIN or the high-water mark: an edge is seen once (EPOLLET)
+  kUntilWouldBlock,  // until EAGAIN, the high-water mark or kReadBudget (EPOLLET: an edge is
+                     // seen once, so a connection cut short by the budget is served again
+                     // without waiting: see more_to_read())
 };
 
-// A nonblocking socket, the bytes received on it not yet echoed, and whether the peer has shut
-// down its sending side. Owned by the loop thread; movable, so loops may keep them in vectors.
+// Reads per wakeup under Reads::kUntilWouldBlock: 16 x 64 KiB, so that one client that keeps
+// its receive queue full cannot starve the rest.
+inline constexpr int kReadBudget = 16;
+
+// A nonblocking socket, its place under the endpoint's caps, the bytes received on it not yet
+// echoed, and whether the peer has shut down its sending side. Owned by the loop thread. Not
+// movable (idle lists link to it, and its byte counts are added up once, when it is destroyed):
+// loops keep it behind a pointer.
 class EchoConnection {
  public:
-  EchoConnection(Fd socket, std::size_t high_water) noexcept
-      : fd_(std::move(socket)), buffer_(high_water) {}
+  EchoConnection(Accepted accepted, std::size_t high_water, Endpoint& endpoint) noexcept
+      : fd_(std::move(accepted.socket)),
+        admission_(std::move(accepted.admission)),
+        buffer_(high_water),
+        endpoint_(endpoint) {}
   EchoConnection(const EchoConnection&) = delete;
   EchoConnection& operator=(const EchoConnection&) = delete;
-  EchoConnection(EchoConnection&&) noexcept = default;
-  EchoConnection& operator=(EchoConnection&&) noexcept = default;
-  ~EchoConnection() = default;
+  ~EchoConnection() { endpoint_.count_bytes(buffer_.bytes_received(), buffer_.bytes_sent()); }
 
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   // False once on_ready() closed it.
@@ -45,6 +55,9 @@ class EchoConnection {
   // queued (backpressure); write while something is queued.
   [[nodiscard]] bool wants_read() const noexcept { return !peer_done_ && buffer_.wants_read(); }
   [[nodiscard]] bool wants_write() const noexcept { return buffer_.wants_write(); }
+  // Under Reads::kUntilWouldBlock: the last on_ready() stopped at kReadBudget, so more may be
+  // waiting although no new edge will say so.
+  [[nodiscard]] bool more_to_read() const noexcept { return more_to_read_; }
 
   // Writes what is queued if writable, then reads and echoes if readable; closes the socket
   // when the peer is gone, on an unexpected error (warned) or when the peer is done and all is
@@ -52,10 +65,21 @@ class EchoConnection {
   bool on_ready(Readiness ready, std::span<char> scratch, spdlog::logger& log,
                 Reads reads = Reads::kOne);
 
+  // The idle timeout: closes the connection unless it still has bytes to echo (then it is not
+  // idle: returns false). Counted in the stop summary.
+  bool close_if_idle(spdlog::logger& log);
+
+  // At a stop: hands the socket and its unsent bytes to `finisher` (a lingering close at a
+  // drain's deadline, a plain close otherwise).
+  void finish(Finisher& finisher);
+
  private:
   Fd fd_;
+  Admission admission_;
   ConnectionBuffer buffer_;
+  Endpoint& endpoint_;
   bool peer_done_ = false;  // the peer shut down its sending side
+  bool more_to_read_ = false;
 };
 
 }  // namespace echod

@@ -19,10 +19,12 @@
 #include <boost/program_options.hpp>
 #include <boost/version.hpp>
 
+#include "echod/endpoint.hpp"
+
 namespace echod {
 
 // Bumped whenever PluginDescriptor, ServerContext or IServerModel change layout or meaning.
-inline constexpr std::uint32_t kAbiVersion = 1;
+inline constexpr std::uint32_t kAbiVersion = 2;
 
 #define ECHOD_STRINGIFY_DETAIL(x) #x
 #define ECHOD_STRINGIFY(x) ECHOD_STRINGIFY_DETAIL(x)
@@ -44,6 +46,13 @@ enum Capability : std::uint32_t {
 };
 
 // Everything a model needs while it runs. Owned by echod; outlives run().
+//
+// The stop has two steps. drain_fd becomes readable on the first SIGINT/SIGTERM: core has shut
+// the listeners down (accept() fails with EINVAL: Acceptor::Status::kClosed), so stop accepting,
+// keep serving the open connections, and return from run() once none is left. stop_fd becomes
+// readable when the drain's deadline passes, on a second signal, or at once when no drain is
+// configured: close every connection (through a Finisher, which at the drain's deadline gives
+// each a lingering close) and return. drain_fd is readable whenever stop_fd is.
 struct ServerContext {
   // Bound, listening, nonblocking, close-on-exec sockets. Owned by echod: do not close them.
   std::span<const int> listen_fds;
@@ -52,11 +61,16 @@ struct ServerContext {
   std::shared_ptr<spdlog::logger> log;
   // Core keys ("port", "high-water", ...) and every model's keys as "<model>.<key>".
   const boost::program_options::variables_map& options;
-  // Becomes readable, and stays readable, once a stop is requested (SIGINT/SIGTERM). Poll it
+  // Becomes readable, and stays readable, once the model must stop (see above). Poll it
   // beside your sockets; never read from it. Inherited by forked children.
   int stop_fd;
   // Per-connection bytes received but not yet echoed above which the model stops reading.
   std::size_t high_water;
+  // Becomes readable, and stays readable, once a drain begins (see above). Never read from it.
+  int drain_fd;
+  // Caps, idle timeout, drain phase, counters. Acceptor admits through it; shared with forked
+  // children (its state is in shared memory).
+  Endpoint* endpoint;
 };
 
 // One concurrency model. Created once per process by echod, run once, destroyed before the
@@ -95,6 +109,9 @@ struct PluginDescriptor {
   IServerModel* (*create)(const boost::program_options::variables_map& options,
                           PluginError& error) noexcept;
   void (*destroy)(IServerModel* model) noexcept;
+  // Whether the model can run on this machine (e.g. the kernel allows io_uring): false with
+  // the reason in `error`. --list-models shows the reason; --model=NAME exits 1 with it.
+  bool (*probe)(PluginError& error) noexcept;
 };
 
 namespace detail {
@@ -110,6 +127,21 @@ bool guarded(PluginError& error, Fn&& fn) noexcept {
   }
   return false;
 }
+
+template <typename ModelClass>
+bool probe(PluginError& error) noexcept {
+  if constexpr (requires { ModelClass::unavailable_reason(); }) {
+    bool available = false;
+    const bool ran = guarded(error, [&] {
+      const auto reason = ModelClass::unavailable_reason();
+      available = reason.empty();
+      if (!available) error.set(reason.c_str());
+    });
+    return ran && available;
+  } else {
+    return true;
+  }
+}
 }  // namespace detail
 
 }  // namespace echod
@@ -119,7 +151,8 @@ bool guarded(PluginError& error, Fn&& fn) noexcept {
 // Exports the descriptor for a model class. ModelClass must provide
 //   static void declare_options(boost::program_options::options_description&);
 //   explicit ModelClass(const boost::program_options::variables_map&);  // throws on bad values
-// and implement IServerModel::run.
+// and implement IServerModel::run. It may provide
+//   static std::string unavailable_reason();  // empty when the model can run here
 #define ECHOD_PLUGIN(ModelClass, model_name, model_summary, model_capabilities)           \
   namespace {                                                                             \
   bool echod_declare_options(boost::program_options::options_description& options,        \
@@ -135,8 +168,12 @@ bool guarded(PluginError& error, Fn&& fn) noexcept {
   void echod_destroy(echod::IServerModel* model) noexcept {                               \
     delete model;                                                                         \
   }                                                                                       \
+  bool echod_probe(echod::PluginError& error) noexcept {                                  \
+    return echod::detail::probe<ModelClass>(error);                                       \
+  }                                                                                       \
   }                                                                                       \
   extern "C" __attribute__((visibility("default")))                                       \
   const echod::PluginDescriptor echod_plugin_descriptor{                                  \
-      echod::kAbiVersion,   ECHOD_BUILD_SIGNATURE,  model_name,    model_summary,         \
-      (model_capabilities), &echod_declare_options, &echod_create, &echod_destroy};
+      echod::kAbiVersion, ECHOD_BUILD_SIGNATURE, model_name,                              \
+      model_summary,      (model_capabilities),  &echod_declare_options,                  \
+      &echod_create,      &echod_destroy,        &echod_probe};

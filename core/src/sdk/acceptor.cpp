@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "echod/errno_policy.hpp"
+#include "echod/server_model.hpp"
 
 namespace echod {
 namespace {
@@ -16,30 +17,66 @@ Fd open_spare() noexcept {
   return Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
+// Aborted handshakes and refused connections taken in one accept() call at most, so that a
+// flood of them returns to the loop (which serves the others) instead of keeping it here.
+constexpr int kMaxSkippedPerCall = 256;
+
 }  // namespace
 
-Acceptor::Acceptor(int listen_fd, std::shared_ptr<spdlog::logger> log)
-    : listen_fd_(listen_fd), spare_(open_spare()), log_(std::move(log)) {}
+Acceptor::Acceptor(int listen_fd, const ServerContext& ctx)
+    : Acceptor(listen_fd, ctx.log, *ctx.endpoint) {}
+
+Acceptor::Acceptor(int listen_fd, std::shared_ptr<spdlog::logger> log, Endpoint& endpoint)
+    : listen_fd_(listen_fd), spare_(open_spare()), log_(std::move(log)), endpoint_(endpoint) {}
 
 Acceptor::Result Acceptor::accept() noexcept {
-  for (;;) {
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) return {Status::kAccepted, Fd(fd)};
-    int error = errno;
+  for (int skipped = 0; skipped < kMaxSkippedPerCall;) {
+    sockaddr_storage peer{};
+    socklen_t peer_size = sizeof peer;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      Fd socket(fd);
+      Admission admission = endpoint_.admit(fd, peer, peer_size);
+      if (admission.valid()) return {Status::kAccepted, {std::move(socket), std::move(admission)}};
+      ++skipped;  // refused by a cap: `socket` closes now, take the next one
+      continue;
+    }
+    const int error = errno;
+    if (error == EINVAL) {  // shut down by core when a drain begins
+      closed_ = true;
+      return {Status::kClosed, {}};
+    }
+    if (error == EPERM) {  // a firewall or LSM refused it; it may refuse the next one too
+      log_failure(error);
+      return {Status::kFailed, {}};
+    }
     switch (classify_errno(error)) {
       case ErrnoClass::kRetry:
       case ErrnoClass::kConnectionAborted:
+        ++skipped;
         continue;
       case ErrnoClass::kWouldBlock:
-        return {Status::kWouldBlock, Fd()};
+        return {Status::kWouldBlock, {}};
       case ErrnoClass::kOutOfDescriptors:
         shed_pending();
-        return {Status::kShed, Fd()};
+        return {Status::kShed, {}};
       default:
-        log_->error("accept: {} ({})", std::strerror(error), errno_name(error));
-        return {Status::kFailed, Fd()};
+        log_failure(error);
+        return {Status::kFailed, {}};
     }
   }
+  return {Status::kWouldBlock, {}};  // more may wait: the listener stays readable
+}
+
+// A failing accept is retried after a back-off by every loop; one line per interval, not per try.
+void Acceptor::log_failure(int error) noexcept {
+  ++failure_count_;
+  const auto now = std::chrono::steady_clock::now();
+  if (failure_count_ > 1 && now - last_failure_log_ < kWarningInterval) return;
+  last_failure_log_ = now;
+  log_->error("accept: {} ({}); backing off (failures so far: {})", std::strerror(error),
+              errno_name(error), failure_count_);
 }
 
 // Frees the spare descriptor and uses it to take every connection waiting in the queue and
@@ -61,6 +98,7 @@ void Acceptor::shed_pending() noexcept {
   }
   spare_ = open_spare();
   shed_count_ += static_cast<unsigned long>(shed);
+  endpoint_.count_shed(static_cast<std::uint64_t>(shed));
   // Once per burst: a flood must not turn into a flood of log lines.
   const auto now = std::chrono::steady_clock::now();
   if (now - last_warning_ >= kWarningInterval) {

@@ -5,19 +5,29 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "echod/connection_buffer.hpp"
 #include "echod/errno_policy.hpp"
+#include "echod/server_model.hpp"
 
 namespace echod {
 
-ServeEnd serve_blocking(Fd connection, int stop_fd, std::size_t high_water,
-                        spdlog::logger& log) noexcept {
-  const int fd = connection.get();
-  ConnectionBuffer buffer(high_water);
+ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx) noexcept {
+  return serve_blocking(std::move(connection), ctx, ctx.stop_fd);
+}
+
+namespace {
+
+ServeEnd serve(Fd& socket, ConnectionBuffer& buffer, const ServerContext& ctx, int stop_fd) {
+  using Clock = std::chrono::steady_clock;
+  const int fd = socket.get();
+  spdlog::logger& log = *ctx.log;
+  const auto idle_timeout = ctx.endpoint->limits().idle_timeout;
   std::array<char, kScratchSize> scratch;  // NOLINT: filled by recv before use
   bool peer_done = false;
+  auto last_active = Clock::now();
 
   for (;;) {
     if (peer_done && !buffer.wants_write()) {
@@ -27,13 +37,36 @@ ServeEnd serve_blocking(Fd connection, int stop_fd, std::size_t high_water,
     short events = 0;
     if (!peer_done && buffer.wants_read()) events |= POLLIN;
     if (buffer.wants_write()) events |= POLLOUT;
+    int timeout_ms = -1;
+    if (idle_timeout.count() > 0) {
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(last_active + idle_timeout - Clock::now());
+      timeout_ms = static_cast<int>(std::max<long long>(left.count(), 0));
+    }
     pollfd pfds[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
+    const int ready = ::poll(pfds, 2, timeout_ms);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       log.error("poll: {}", std::strerror(errno));
       return ServeEnd::kFailed;
     }
-    if (pfds[1].revents != 0) return ServeEnd::kStopped;
+    if (pfds[1].revents != 0) {
+      Finisher finisher(*ctx.endpoint);
+      finisher.add(std::move(socket), buffer.unsent());
+      finisher.run();
+      return ServeEnd::kStopped;
+    }
+    if (ready == 0) {              // the idle timeout passed with nothing from the peer
+      if (buffer.wants_write()) {  // still echoing to a slow reader: not idle
+        last_active = Clock::now();
+        continue;
+      }
+      log.debug("fd {}: closed after {} s idle", fd,
+                std::chrono::duration<double>(idle_timeout).count());
+      ctx.endpoint->count_idle_close();
+      return ServeEnd::kIdle;
+    }
+    last_active = Clock::now();
 
     IoStatus status = IoStatus::kWouldBlock;
     if (pfds[0].revents & (POLLOUT | POLLERR | POLLHUP)) status = buffer.flush(fd);
@@ -51,6 +84,15 @@ ServeEnd serve_blocking(Fd connection, int stop_fd, std::size_t high_water,
       return ServeEnd::kFailed;
     }
   }
+}
+
+}  // namespace
+
+ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx, int stop_fd) noexcept {
+  ConnectionBuffer buffer(ctx.high_water);
+  const ServeEnd end = serve(connection.socket, buffer, ctx, stop_fd);
+  ctx.endpoint->count_bytes(buffer.bytes_received(), buffer.bytes_sent());
+  return end;
 }
 
 }  // namespace echod

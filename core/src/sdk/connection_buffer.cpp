@@ -64,6 +64,7 @@ IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
 
   const char* data = scratch.data();
   std::size_t size = static_cast<std::size_t>(received);
+  bytes_received_ += size;
   if (!wants_write()) {
     ssize_t sent = send_some(fd, data, size);
     if (sent < 0) {
@@ -73,6 +74,7 @@ IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
     }
     data += sent;
     size -= static_cast<std::size_t>(sent);
+    bytes_sent_ += static_cast<std::size_t>(sent);
   }
   if (size > 0) {
     try {
@@ -89,6 +91,7 @@ IoStatus ConnectionBuffer::flush(int fd) noexcept {
   ssize_t sent = send_some(fd, queue_.data() + sent_, pending());
   if (sent < 0) return fail(errno);
   sent_ += static_cast<std::size_t>(sent);
+  bytes_sent_ += static_cast<std::size_t>(sent);
   if (pending() > 0) return IoStatus::kWouldBlock;
   // Caught up: give the memory back, so idle connections hold none.
   std::vector<char>().swap(queue_);

@@ -10,13 +10,19 @@ bool EchoConnection::on_ready(Readiness ready, std::span<char> scratch, spdlog::
                               Reads reads) {
   const int fd = fd_.get();
   IoStatus status = IoStatus::kWouldBlock;
+  more_to_read_ = false;
   // Write first: sending what is queued may make room to read more.
   if (ready.writable) status = buffer_.flush(fd);
-  while (ready.readable && status != IoStatus::kPeerGone && status != IoStatus::kError &&
-         wants_read()) {
+  for (int budget = reads == Reads::kOne ? 1 : kReadBudget;
+       ready.readable && status != IoStatus::kPeerGone && status != IoStatus::kError &&
+       wants_read();) {
     status = buffer_.echo_once(fd, scratch);
     if (status == IoStatus::kEof) peer_done_ = true;
-    if (reads == Reads::kOne || status == IoStatus::kWouldBlock) break;
+    if (status == IoStatus::kWouldBlock || status == IoStatus::kEof) break;
+    if (--budget == 0) {
+      more_to_read_ = reads == Reads::kUntilWouldBlock && status == IoStatus::kProgress;
+      break;
+    }
   }
 
   if (status == IoStatus::kPeerGone || status == IoStatus::kError ||
@@ -26,8 +32,27 @@ bool EchoConnection::on_ready(Readiness ready, std::span<char> scratch, spdlog::
     }
     log.debug("fd {}: closed", fd);
     fd_.reset();
+    admission_.release();
+    more_to_read_ = false;
   }
   return open();
+}
+
+bool EchoConnection::close_if_idle(spdlog::logger& log) {
+  if (!fd_.valid()) return true;  // closed already, by the peer
+  if (buffer_.wants_write()) return false;
+  log.debug("fd {}: closed after {} s idle", fd_.get(),
+            std::chrono::duration<double>(endpoint_.limits().idle_timeout).count());
+  endpoint_.count_idle_close();
+  fd_.reset();
+  admission_.release();
+  return true;
+}
+
+void EchoConnection::finish(Finisher& finisher) {
+  if (!fd_.valid()) return;
+  finisher.add(std::move(fd_), buffer_.unsent());
+  admission_.release();
 }
 
 }  // namespace echod
