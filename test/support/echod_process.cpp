@@ -352,7 +352,11 @@ void EchodProcess::signal(int signo) {
 }
 
 std::optional<ExitStatus> EchodProcess::wait_exit(Millis timeout) {
-  return child_->wait_exit(timeout);
+  const std::optional<ExitStatus> status = child_->wait_exit(timeout);
+  // What echod wrote just before exiting (its summary line) may still be in the pipes; a
+  // descendant that outlived it may hold them open, hence the bound.
+  if (status) child_->wait_drained(Clock::now() + Millis{1000});
+  return status;
 }
 
 std::optional<ExitStatus> EchodProcess::stop(Millis timeout) {

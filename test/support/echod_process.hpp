@@ -62,7 +62,8 @@ class EchodProcess {
   // Sends `signo` to echod (not to its children). No effect once it has been reaped.
   void signal(int signo);
   // Waits for echod to exit and reaps it; nullopt if it is still running after `timeout`.
-  // Once reaped, returns the same status again at once.
+  // Once it exited, log() holds everything it wrote (what is still in the pipe is awaited for up
+  // to 1 s). Once reaped, returns the same status again at once.
   std::optional<ExitStatus> wait_exit(Millis timeout);
   // SIGTERM, then wait_exit(timeout).
   std::optional<ExitStatus> stop(Millis timeout = Millis{10000});
