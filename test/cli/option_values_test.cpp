@@ -96,7 +96,8 @@ Outcome accepted(const RunResult& run) {
 }
 
 RunResult check_config(const std::string& model, const std::vector<std::string>& more) {
-  std::vector<std::string> args{"--check-config", "--model=" + model, "--port=0"};
+  // No --port: a value given on the command line would override the one in a config file.
+  std::vector<std::string> args{"--check-config", "--model=" + model};
   args.insert(args.end(), more.begin(), more.end());
   return run_echod(args);
 }
@@ -183,7 +184,10 @@ TEST_CASE("every numeric option of every model rejects bad values, naming key an
   int checked = 0;
   for (const std::string& model : model_names()) {
     for (const NumericOption& option : numeric_options(model, /*model_only=*/true)) {
-      check_option(model, option);
+      // One section each, so that a failing option does not hide the others' results.
+      DYNAMIC_SECTION("--" << option.name) {
+        check_option(model, option);
+      }
       ++checked;
     }
   }
@@ -194,8 +198,11 @@ TEST_CASE("every numeric option of every model rejects bad values, naming key an
 
 TEST_CASE("every numeric core option rejects bad values, naming key and origin") {
   const std::vector<NumericOption> options = numeric_options("iterative", /*model_only=*/false);
-  for (const NumericOption& option : options)
-    check_option("iterative", option);
+  for (const NumericOption& option : options) {
+    DYNAMIC_SECTION("--" << option.name) {
+      check_option("iterative", option);
+    }
+  }
   INFO(options.size() << " numeric core options checked");
   REQUIRE(options.size() >= 3);  // port, backlog, high-water at least
 }
