@@ -107,7 +107,8 @@ RunResult check_command_line(const std::string& model, const NumericOption& opti
   return check_config(model, {"--" + option.name + "=" + value});
 }
 
-// The value on line 3 of a config file: in the model's section, or in the core part.
+// The value on line 3 of a temporary config file: in the model's section, or in the core part.
+// Owned by the test thread; removed on destruction.
 struct ConfigFile {
   std::string path;
   ConfigFile(const NumericOption& option, const std::string& value) {
