@@ -31,8 +31,6 @@ const std::string kModel = ECHOD_ASIO_TEST_MODEL;
 const std::string kThreadsKey = kModel + ".threads";
 // echod's main thread runs the io_context too, so threads=2 starts exactly one more thread.
 constexpr int kThreads = 2;
-constexpr std::size_t KiB = 1024;
-constexpr std::size_t MiB = 1024 * KiB;
 
 std::vector<std::string> two_threads() {
   return model_args(kModel, {"threads=" + std::to_string(kThreads)});
