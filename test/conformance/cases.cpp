@@ -1,14 +1,13 @@
 // The black-box conformance cases every model must pass. Each case starts its own
 // `echod --model X --port 0` and talks to it over loopback; every blocking step has a timeout.
 // Cases tagged [concurrent] need several clients served at once and are left out for models
-// that do not declare that capability (see main.cpp).
+// that do not declare that capability (see model_suite.hpp).
 #include <signal.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,92 +17,6 @@
 using namespace echod::test;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-struct Target {
-  std::string binary;
-  std::string model;
-  std::vector<std::string> echod_args;
-  std::set<std::string> capabilities;
-};
-
-Target& target() {
-  static Target instance;
-  return instance;
-}
-
-bool has_capability(const char* name) {
-  return target().capabilities.count(name) != 0;
-}
-
-// echod --model X [--echod-arg ...] [more]; it listens on 127.0.0.1 and a free port.
-EchodProcess start_echod(const std::vector<std::string>& more = {}) {
-  std::vector<std::string> args{"--model", target().model};
-  args.insert(args.end(), target().echod_args.begin(), target().echod_args.end());
-  args.insert(args.end(), more.begin(), more.end());
-  EchodProcess::Options options;
-  options.binary = target().binary;
-  return EchodProcess(args, options);
-}
-
-// The same, under `prlimit --nofile=LIMIT`: echod may open at most `limit` descriptors.
-EchodProcess start_echod_with_descriptor_limit(int limit) {
-  std::vector<std::string> args{"--nofile=" + std::to_string(limit), target().binary, "--model",
-                                target().model};
-  args.insert(args.end(), target().echod_args.begin(), target().echod_args.end());
-  EchodProcess::Options options;
-  options.binary = "/usr/bin/prlimit";  // util-linux; it execs echod, keeping the pid
-  return EchodProcess(args, options);
-}
-
-Millis left_until(Clock::time_point deadline) {
-  return std::max(Millis{1}, std::chrono::duration_cast<Millis>(deadline - Clock::now()));
-}
-
-// Sends `chunk` over and over without reading until the socket has taken nothing for `quiet`
-// (the peer stopped reading and every buffer on the way is full) or `cap` bytes went out.
-// Returns the bytes sent; stops early on a send error.
-std::size_t push_until_blocked(TestClient& client, const std::string& chunk, Millis quiet,
-                               std::size_t cap) {
-  std::size_t pushed = 0;
-  auto last_progress = Clock::now();
-  while (pushed < cap && Clock::now() - last_progress < quiet) {
-    const std::ptrdiff_t n = client.try_send(chunk);
-    if (n < 0) break;
-    if (n > 0) {
-      pushed += static_cast<std::size_t>(n);
-      last_progress = Clock::now();
-    } else {
-      std::this_thread::sleep_for(1ms);
-    }
-  }
-  return pushed;
-}
-
-// Small random messages echoed one at a time; each must be back within `each`.
-Outcome ping_pongs(TestClient& client, Rng& rng, int count, Millis each = 2s) {
-  for (int i = 0; i < count; ++i) {
-    const std::string message = rng.bytes(rng.between(1, 1000));
-    if (Outcome echoed = client.echo(message, each); !echoed) {
-      return Outcome::failure("ping-pong " + std::to_string(i) + " of " +
-                              std::to_string(message.size()) + " bytes: " + echoed.error);
-    }
-  }
-  return {};
-}
-
-constexpr std::size_t KiB = 1024;
-constexpr std::size_t MiB = 1024 * 1024;
-
-}  // namespace
-
-void set_conformance_target(std::string binary, std::string model,
-                            std::vector<std::string> echod_args,
-                            std::set<std::string> capabilities) {
-  target() =
-      Target{std::move(binary), std::move(model), std::move(echod_args), std::move(capabilities)};
-}
 
 // A short message comes back identical, and nothing else: after our EOF the server closes.
 TEST_CASE("round trip") {
@@ -531,15 +444,9 @@ TEST_CASE("descriptor exhaustion", "[concurrent]") {
   REQUIRE(served > 0);
 
   // The served clients stay connected, so echod is still at its limit: it must idle.
-  const auto cpu_of_server = [&] {  // echod and whatever it forked
-    double total = cpu_seconds(server.pid());
-    for (pid_t child : descendant_pids(server.pid()))
-      total += std::max(0.0, cpu_seconds(child));
-    return total;
-  };
-  const double cpu_before = cpu_of_server();
+  const double cpu_before = tree_cpu_seconds(server.pid());  // echod and whatever it forked
   std::this_thread::sleep_for(1s);
-  const double cpu_used = cpu_of_server() - cpu_before;
+  const double cpu_used = tree_cpu_seconds(server.pid()) - cpu_before;
   INFO("echod used " << cpu_used << " s of CPU in 1 s while out of descriptors");
   REQUIRE(cpu_used < 0.5);
   REQUIRE(server.running());

@@ -34,8 +34,6 @@ const std::string kThreadsKey = kModel + ".threads";
 constexpr int kThreads = 2;
 // Core runs one thread of its own beside the model's (it reports the drain).
 constexpr int kProcessThreads = kThreads + 1;
-constexpr std::size_t KiB = 1024;
-constexpr std::size_t MiB = 1024 * KiB;
 
 std::vector<std::string> two_threads(std::vector<std::string> core_args = {}) {
   std::vector<std::string> args = model_args(kModel, {"threads=" + std::to_string(kThreads)});

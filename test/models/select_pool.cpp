@@ -20,8 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t KiB = 1024;
-constexpr std::size_t MiB = 1024 * KiB;
 constexpr int kThreads = 4;
 
 // A stream of numbered chunks of random sizes ("[client C chunk S]" then 1 B - 16 KiB of random

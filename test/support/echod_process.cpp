@@ -352,7 +352,11 @@ void EchodProcess::signal(int signo) {
 }
 
 std::optional<ExitStatus> EchodProcess::wait_exit(Millis timeout) {
-  return child_->wait_exit(timeout);
+  const std::optional<ExitStatus> status = child_->wait_exit(timeout);
+  // What echod wrote just before exiting (its summary line) may still be in the pipes; a
+  // descendant that outlived it may hold them open, hence the bound.
+  if (status) child_->wait_drained(Clock::now() + Millis{1000});
+  return status;
 }
 
 std::optional<ExitStatus> EchodProcess::stop(Millis timeout) {
@@ -364,6 +368,41 @@ std::optional<ExitStatus> EchodProcess::stop(Millis timeout) {
 
 bool EchodProcess::running() const {
   return child_->running();
+}
+
+long long StopSummary::operator[](const std::string& name) const {
+  const auto found = counts.find(name);
+  return found == counts.end() ? -1 : found->second;
+}
+
+StopSummary stop_summary(const std::string& log) {
+  static constexpr std::string_view kMarker = "summary: ";
+  StopSummary summary;
+  const auto at = log.find(kMarker);
+  if (at == std::string::npos) {
+    summary.error = "echod logged no 'summary: ' line";
+    return summary;
+  }
+  if (log.find(kMarker, at + 1) != std::string::npos) {
+    summary.error = "echod logged more than one 'summary: ' line";
+    return summary;
+  }
+  const auto begin = at + kMarker.size();
+  std::istringstream fields(log.substr(begin, log.find('\n', begin) - begin));
+  std::string field;
+  while (fields >> field) {
+    const auto equals = field.find('=');
+    char* end = nullptr;
+    const long long value =
+        equals == std::string::npos ? 0 : std::strtoll(field.c_str() + equals + 1, &end, 10);
+    if (equals == std::string::npos || equals == 0 || end == field.c_str() + equals + 1 ||
+        *end != '\0') {
+      summary.error = "summary field '" + field + "' is not name=number";
+      return summary;
+    }
+    summary.counts[field.substr(0, equals)] = value;
+  }
+  return summary;
 }
 
 RunResult run_echod(const std::vector<std::string>& args, Millis timeout,

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -61,7 +62,8 @@ class EchodProcess {
   // Sends `signo` to echod (not to its children). No effect once it has been reaped.
   void signal(int signo);
   // Waits for echod to exit and reaps it; nullopt if it is still running after `timeout`.
-  // Once reaped, returns the same status again at once.
+  // Once it exited, log() holds everything it wrote (what is still in the pipe is awaited for up
+  // to 1 s). Once reaped, returns the same status again at once.
   std::optional<ExitStatus> wait_exit(Millis timeout);
   // The operator's stop: SIGTERM (a drain, over at once without clients) and, if echod is still
   // running 300 ms later, SIGTERM again (stop now); then wait_exit(timeout). Tests of the drain
@@ -78,6 +80,18 @@ class EchodProcess {
   std::string model_;
   int uncaught_at_start_;
 };
+
+// The counters of echod's one summary line at stop,
+//   summary: accepted=A refused_max_connections=B ... bytes_out=H
+// by name ("accepted" -> A). `error` says why there are none (no such line, two lines, a field
+// that is not name=number).
+struct StopSummary {
+  std::string error;  // empty when the line was found and parsed
+  std::map<std::string, long long> counts;
+  // The named counter; -1 if the line lacks it (so a comparison with a real count fails).
+  [[nodiscard]] long long operator[](const std::string& name) const;
+};
+[[nodiscard]] StopSummary stop_summary(const std::string& log);
 
 struct RunResult {
   std::optional<ExitStatus> exit_status;  // nullopt: still running at the timeout, was killed

@@ -97,6 +97,35 @@ bool same_process(const ProcessIdentity& a, const ProcessIdentity& b) {
   return a.pid == b.pid && a.start_ticks == b.start_ticks;
 }
 
+std::size_t push_until_blocked(TestClient& client, const std::string& chunk, Millis quiet,
+                               std::size_t cap) {
+  using Clock = std::chrono::steady_clock;
+  std::size_t pushed = 0;
+  auto last_progress = Clock::now();
+  while (pushed < cap && Clock::now() - last_progress < quiet) {
+    const std::ptrdiff_t n = client.try_send(chunk);
+    if (n < 0) break;
+    if (n > 0) {
+      pushed += static_cast<std::size_t>(n);
+      last_progress = Clock::now();
+    } else {
+      std::this_thread::sleep_for(Millis{1});
+    }
+  }
+  return pushed;
+}
+
+Outcome ping_pongs(TestClient& client, Rng& rng, int count, Millis each) {
+  for (int i = 0; i < count; ++i) {
+    const std::string message = rng.bytes(rng.between(1, 1000));
+    if (Outcome echoed = client.echo(message, each); !echoed) {
+      return Outcome::failure("ping-pong " + std::to_string(i) + " of " +
+                              std::to_string(message.size()) + " bytes: " + echoed.error);
+    }
+  }
+  return {};
+}
+
 Outcome option_rejected(const std::string& model, const std::string& argument,
                         std::string_view message) {
   const RunResult result = run_echod({"--model", model, "--port", "0", argument});

@@ -60,6 +60,17 @@ std::vector<TestClient> echo_concurrently(std::uint16_t port, int count, int rou
 // True if both name the same process: the same pid started at the same time.
 [[nodiscard]] bool same_process(const ProcessIdentity& a, const ProcessIdentity& b);
 
+// Sends `chunk` over and over without reading until the socket has taken nothing for `quiet`
+// (the peer stopped reading and every buffer on the way is full) or `cap` bytes went out.
+// Returns the bytes sent; stops early on a send error. Safe on any thread.
+[[nodiscard]] std::size_t push_until_blocked(TestClient& client, const std::string& chunk,
+                                             Millis quiet, std::size_t cap);
+
+// `count` small random messages (1..1000 bytes from `rng`) echoed one at a time, each back
+// within `each`. Safe on any thread.
+[[nodiscard]] Outcome ping_pongs(TestClient& client, Rng& rng, int count,
+                                 Millis each = Millis{2000});
+
 // Runs `echod --model MODEL --port 0 ARGUMENT`; succeeds if echod refuses to start: exit
 // status 2 (bad settings) and `message` in its stderr.
 [[nodiscard]] Outcome option_rejected(const std::string& model, const std::string& argument,

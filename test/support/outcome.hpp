@@ -5,7 +5,9 @@
 // checks it. `REQUIRE(outcome)` prints the words on failure (through operator<<).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -18,11 +20,23 @@ using Millis = std::chrono::milliseconds;
 // Bound for one blocking step (connect, send, receive) unless the caller gives another.
 inline constexpr Millis kDefaultTimeout{5000};
 
+inline constexpr std::size_t KiB = 1024;
+inline constexpr std::size_t MiB = 1024 * KiB;
+
+// What is left until `deadline`, at least 1 ms (a timeout of 0 would mean "do not wait").
+[[nodiscard]] inline Millis left_until(std::chrono::steady_clock::time_point deadline) {
+  return std::max(Millis{1},
+                  std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
+}
+
 struct Outcome {
-  std::string error;  // empty on success
+  std::string error;     // empty on success
+  int error_number = 0;  // the errno behind a failed system call (ECONNREFUSED, ...), else 0
 
   [[nodiscard]] explicit operator bool() const noexcept { return error.empty(); }
-  static Outcome failure(std::string why) { return Outcome{std::move(why)}; }
+  static Outcome failure(std::string why, int error_number = 0) {
+    return Outcome{std::move(why), error_number};
+  }
 };
 
 // An Outcome carrying received bytes (complete on success, partial on failure).

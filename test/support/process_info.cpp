@@ -1,5 +1,7 @@
 #include "process_info.hpp"
 
+#include <algorithm>
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -136,6 +138,13 @@ double cpu_seconds(pid_t pid) {
   auto stat = read_stat(pid);
   if (!stat) return -1;
   return static_cast<double>(stat->cpu_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double tree_cpu_seconds(pid_t pid) {
+  double total = std::max(0.0, cpu_seconds(pid));
+  for (pid_t child : descendant_pids(pid))
+    total += std::max(0.0, cpu_seconds(child));
+  return total;
 }
 
 char process_state(pid_t pid) {

@@ -30,6 +30,10 @@ namespace echod::test {
 // User plus system CPU time the process has used, in seconds; -1 if it is gone.
 [[nodiscard]] double cpu_seconds(pid_t pid);
 
+// cpu_seconds of `pid` plus every descendant still there: the CPU of a server that forks or
+// whose children come and go (those already reaped are not counted).
+[[nodiscard]] double tree_cpu_seconds(pid_t pid);
+
 // The state letter of /proc/PID/stat ('R', 'S', 'Z' for a zombie, ...); 0 if gone.
 [[nodiscard]] char process_state(pid_t pid);
 

@@ -90,11 +90,36 @@ Outcome TestClient::connect(std::uint16_t port, const ConnectOptions& options) {
   }
   int on = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // small pings go out at once
+  if (!options.source.empty()) {
+    sockaddr_storage local{};
+    auto* local_v4 = reinterpret_cast<sockaddr_in*>(&local);
+    auto* local_v6 = reinterpret_cast<sockaddr_in6*>(&local);
+    socklen_t local_length = 0;
+    if (address.ss_family == AF_INET &&
+        ::inet_pton(AF_INET, options.source.c_str(), &local_v4->sin_addr) == 1) {
+      local_v4->sin_family = AF_INET;
+      local_length = sizeof *local_v4;
+    } else if (address.ss_family == AF_INET6 &&
+               ::inet_pton(AF_INET6, options.source.c_str(), &local_v6->sin6_addr) == 1) {
+      local_v6->sin6_family = AF_INET6;
+      local_length = sizeof *local_v6;
+    } else {
+      close();
+      return Outcome::failure("connect: source '" + options.source +
+                              "' is not a numeric address of the same family as '" + options.host +
+                              "'");
+    }
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), local_length) != 0) {
+      const int error = errno;
+      close();
+      return Outcome::failure("bind to source " + options.source + ": " + error_text(error), error);
+    }
+  }
 
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), length) != 0 && errno != EINPROGRESS) {
     const int error = errno;
     close();
-    return Outcome::failure("connect to " + where + ": " + error_text(error));
+    return Outcome::failure("connect to " + where + ": " + error_text(error), error);
   }
   const int revents = wait_for(fd_, POLLOUT, Clock::now() + options.timeout);
   if (revents <= 0) {
@@ -107,7 +132,7 @@ Outcome TestClient::connect(std::uint16_t port, const ConnectOptions& options) {
   ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &size);
   if (error != 0) {
     close();
-    return Outcome::failure("connect to " + where + ": " + error_text(error));
+    return Outcome::failure("connect to " + where + ": " + error_text(error), error);
   }
   return {};
 }
@@ -159,6 +184,7 @@ Received TestClient::recv_exact(std::size_t size, Millis timeout) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n == 0 || !would_block(errno)) {
+      result.error_number = n == 0 ? 0 : errno;
       result.error = "recv_exact: " + (n == 0 ? std::string("EOF") : error_text(errno)) +
                      " after " + progress(got, size);
       break;
@@ -191,6 +217,7 @@ Received TestClient::recv_until_eof(Millis timeout, std::size_t limit) {
     if (n == 0) return result;
     if (errno == EINTR) continue;
     if (!would_block(errno)) {
+      result.error_number = errno;
       result.error = "recv_until_eof: " + error_text(errno) + " after " +
                      std::to_string(result.data.size()) + " bytes";
       return result;

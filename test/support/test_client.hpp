@@ -21,6 +21,8 @@ struct ConnectOptions {
                                    // small values advertise a small window: a lagging reader
   int send_buffer = 0;             // SO_SNDBUF set before connecting (0: kernel default)
   Millis timeout = kDefaultTimeout;
+  std::string source;  // local address to bind before connecting, e.g. 127.0.0.2 (a second
+                       // client address on loopback); empty: any
 };
 
 // One connection. Move-only; closes on destruction. One thread may send while another
@@ -34,7 +36,8 @@ class TestClient {
   TestClient& operator=(const TestClient&) = delete;
   ~TestClient();
 
-  // Connects to host:port; the handshake must complete within options.timeout.
+  // Connects to host:port; the handshake must complete within options.timeout. On failure the
+  // Outcome's error_number says why (ECONNREFUSED: nothing listens).
   Outcome connect(std::uint16_t port, const ConnectOptions& options = {});
 
   // Sends every byte of `data` before the timeout, or says how far it got.
@@ -43,9 +46,11 @@ class TestClient {
   // errno set on an error.
   std::ptrdiff_t try_send(std::string_view data);
 
-  // Exactly `size` bytes; fails on timeout, EOF or reset (with the bytes that did arrive).
+  // Exactly `size` bytes; fails on timeout, EOF or reset (with the bytes that did arrive; the
+  // error_number is ECONNRESET for a reset).
   Received recv_exact(std::size_t size, Millis timeout = kDefaultTimeout);
-  // Everything until the peer's EOF; fails on timeout, reset, or past `limit` bytes.
+  // Everything until the peer's EOF; fails on timeout, reset (error_number ECONNRESET), or past
+  // `limit` bytes.
   Received recv_until_eof(Millis timeout = kDefaultTimeout, std::size_t limit = 256u << 20);
 
   // Sends `data` while reading its echo at the same time (so payloads larger than all the

@@ -1,0 +1,63 @@
+# Checks the shipped default config against `echod --help`:
+#   cmake -DECHOD=path/to/echod -DCONF=conf/echod.conf -P shipped_config.cmake
+# It must set model, bind and port to what the README promises (epoll on 127.0.0.1:7777), and
+# show every core key of --help's server sections (all but "General") with its default, as
+# `key = default` or `# key = default`, above the first [model] section.
+cmake_minimum_required(VERSION 3.25)
+execute_process(COMMAND ${ECHOD} --help RESULT_VARIABLE status OUTPUT_VARIABLE help TIMEOUT 20)
+if(NOT status EQUAL 0)
+  message(FATAL_ERROR "echod --help exited with ${status}")
+endif()
+file(READ "${CONF}" conf)
+# The core part: everything before the first section header.
+string(REGEX REPLACE "\n\\[[^\n]*\\].*" "" core_part "\n${conf}")
+
+set(failures "")
+foreach(setting IN ITEMS "model = epoll" "bind = 127.0.0.1" "port = 7777")
+  string(REPLACE "." "\\." pattern "${setting}")
+  if(NOT core_part MATCHES "\n${pattern}[ \t]*(\n|$)")
+    string(APPEND failures "the core part does not set '${setting}' (uncommented)\n")
+  endif()
+endforeach()
+
+# --help lists "  --key arg (=default)" or "  -k [ --key ] arg (=default)" under "Section:".
+string(REPLACE "\n" ";" lines "${help}")
+set(section "")
+set(checked 0)
+foreach(line IN LISTS lines)
+  if(line MATCHES "^([A-Za-z][^:]*):$")
+    set(section "${CMAKE_MATCH_1}")
+    continue()
+  endif()
+  if(line MATCHES "^[^ ]" AND NOT line MATCHES ":$")
+    set(section "")  # "epoll: ..." model summary: the core sections are over
+  endif()
+  if(section STREQUAL "" OR section STREQUAL "General" OR section MATCHES "^Model ")
+    continue()
+  endif()
+  if(NOT line MATCHES "^  (-[a-z] \\[ )?--([a-z0-9-]+)( \\])? arg \\(=([^)]*)\\)")
+    continue()
+  endif()
+  set(key "${CMAKE_MATCH_2}")
+  set(default "${CMAKE_MATCH_4}")
+  math(EXPR checked "${checked} + 1")
+  string(REGEX REPLACE "([][.*+?^$()|\\\\])" "\\\\\\1" key_pattern "${key}")
+  if(NOT core_part MATCHES "\n#?[ \t]*${key_pattern}[ \t]*=")
+    string(APPEND failures "core key '${key}' (default ${default}) is not shown\n")
+    continue()
+  endif()
+  if(key STREQUAL "model" OR key STREQUAL "bind" OR key STREQUAL "port")
+    continue()  # set above, to the README's values
+  endif()
+  string(REGEX REPLACE "([][.*+?^$()|\\\\])" "\\\\\\1" default_pattern "${default}")
+  if(NOT core_part MATCHES "\n#?[ \t]*${key_pattern}[ \t]*=[ \t]*${default_pattern}[ \t]*(\n|$)")
+    string(APPEND failures "core key '${key}' is shown, but not with its default '${default}'\n")
+  endif()
+endforeach()
+if(checked LESS 5)
+  string(APPEND failures "found only ${checked} core keys in echod --help: cannot parse it\n")
+endif()
+message("checked ${checked} core keys of echod --help against ${CONF}")
+if(failures)
+  message(FATAL_ERROR "${failures}")
+endif()

@@ -1,0 +1,49 @@
+// A black-box suite registered once per model (test/conformance, test/endpoint): its entry point
+// and the echod every case runs against.
+//
+//   SUITE --model NAME [--echod PATH] [--echod-arg ARG]... [Catch2 arguments]
+//
+// run_model_suite (model_suite_main.hpp) asks echod which capabilities the model declares
+// (--describe-model) and excludes the cases tagged with a capability it lacks, e.g. ~[concurrent].
+// Catch2 2.13 ANDs separate test specs, so the exclusion also holds when ctest names one case; a
+// case excluded that way matches nothing and the run fails (NoTests warning) instead of passing by
+// skipping.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "echod_process.hpp"
+
+namespace echod::test {
+
+// What the suite runs against. Set once by run_model_suite before any case runs; read-only after.
+struct SuiteTarget {
+  std::string binary;
+  std::string model;
+  std::vector<std::string> echod_args;  // from --echod-arg, passed to every echod started
+  std::set<std::string> capabilities;   // "concurrent", "forks", "multi-threaded"
+};
+
+[[nodiscard]] const SuiteTarget& suite_target();
+[[nodiscard]] bool has_capability(const std::string& name);
+
+// What a suite's main() does before running Catch2 (see model_suite_main.hpp): parses the
+// suite's own options, describes the model, and sets suite_target().
+struct SuiteSetup {
+  std::optional<int> exit_code;         // set: exit with it now (bad usage, model unavailable)
+  std::vector<char*> catch_argv;        // the arguments left for Catch2, argv[0] first
+  std::vector<std::string> exclusions;  // "~[tag]" for each capability the model lacks
+};
+[[nodiscard]] SuiteSetup setup_model_suite(int argc, char* argv[], const char* suite);
+
+// echod --model X [--echod-arg ...] [more]; it listens on 127.0.0.1 and a free port.
+[[nodiscard]] EchodProcess start_echod(const std::vector<std::string>& more = {});
+
+// The same, under `prlimit --nofile=LIMIT`: echod may open at most `limit` descriptors.
+[[nodiscard]] EchodProcess start_echod_with_descriptor_limit(
+    int limit, const std::vector<std::string>& more = {});
+
+}  // namespace echod::test
