@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -128,11 +129,11 @@ po::options_description core_options() {
       ("stop-timeout", bounded(0.1, 3600.0)->default_value(5.0, "5"),
        "seconds a model has to stop after the drain (or the stop) before echod exits with "
        "status 1")
-      ("tcp-keepalive", bounded(0.0, 86400.0)->default_value(0.0, "0"),
-       "TCP keepalive: seconds idle before the first probe, 3 probes (0 = off)")
-      ("tcp-user-timeout", bounded(0.0, 86400.0)->default_value(0.0, "0"),
+      ("tcp-keepalive", bounded_or_off(1, 86400)->default_value(0),
+       "TCP keepalive: whole seconds idle before the first probe, 3 probes (0 = off)")
+      ("tcp-user-timeout", bounded_or_off(0.001, 86400.0)->default_value(0.0, "0"),
        "TCP_USER_TIMEOUT: seconds sent data may stay unacknowledged before the connection is "
-       "dropped (0 = off)");
+       "dropped (0 = off; else at least 0.001, rounded up to whole milliseconds)");
   // clang-format on
   po::options_description all;
   all.add(general).add(server).add(endpoint);
@@ -141,9 +142,22 @@ po::options_description core_options() {
 
 po::variables_map parse_settings(int argc, const char* const argv[],
                                  const po::options_description& options, bool strict) {
+  // "--key=" (an empty value, e.g. --per-ip-exempt=) is "--key" "" to Program_options, which
+  // otherwise refuses it.
+  std::vector<std::string> words;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.size() > 3 && word.rfind("--", 0) == 0 && word.back() == '=' &&
+        word.find('=') == word.size() - 1) {
+      words.push_back(word.substr(0, word.size() - 1));
+      words.emplace_back();
+    } else {
+      words.push_back(word);
+    }
+  }
   po::variables_map settings;
   try {
-    auto parser = po::command_line_parser(argc, argv).options(options);
+    auto parser = po::command_line_parser(words).options(options);
     if (!strict) parser.allow_unregistered();
     // Stored first, so the command line wins over the file.
     po::store(parser.run(), settings);
@@ -187,14 +201,10 @@ CoreSettings core_settings(const po::variables_map& settings) {
   core.limits.max_per_ip = settings["max-connections-per-ip"].as<std::size_t>();
   core.limits.per_ip_exempt = parse_address_ranges(settings["per-ip-exempt"].as<std::string>());
   core.limits.idle_timeout = seconds_option(settings, "idle-timeout");
-  core.limits.tcp_keepalive = seconds_option(settings, "tcp-keepalive");
-  core.limits.tcp_user_timeout = seconds_option(settings, "tcp-user-timeout");
-  if (core.limits.tcp_keepalive.count() > 0 && core.limits.tcp_keepalive.count() < 1000) {
-    throw UsageError("tcp-keepalive must be 0 (off) or at least 1 second");
-  }
-  if (core.limits.tcp_user_timeout.count() == 0 && settings["tcp-user-timeout"].as<double>() > 0) {
-    throw UsageError("tcp-user-timeout must be 0 (off) or at least 0.001 seconds");
-  }
+  core.limits.tcp_keepalive = std::chrono::seconds(settings["tcp-keepalive"].as<int>());
+  // Rounded up, so that a tiny timeout never turns into 0, which would mean off.
+  core.limits.tcp_user_timeout = std::chrono::milliseconds(
+      static_cast<long long>(std::ceil(settings["tcp-user-timeout"].as<double>() * 1000.0)));
   // The lingering close at the drain's deadline stays well inside the stop's hard bound.
   core.limits.linger = std::min(std::chrono::milliseconds(2000), core.stop_timeout / 2);
   if (settings.count("plugin-dir")) {

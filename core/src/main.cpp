@@ -119,7 +119,7 @@ class DrainReporter {
       }
       if (!wait_for(stop.stop_fd)) return;
       if (endpoint.phase() == Phase::kFinishing) {
-        log.info("drain timeout: finishing {} connections", endpoint.counts().open);
+        log.info("drain timeout: finishing {} connections", step_counts().open_at_deadline);
       }
     });
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
@@ -163,8 +163,8 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
   Endpoint endpoint(core.limits, log->clone(core.model));
 
   // Signals before listening, so a stop that arrives right after the log line is not lost.
-  const StopDescriptors stop =
-      install_stop_signals({core.drain_timeout, core.stop_timeout, endpoint.phase_cell()});
+  const StopDescriptors stop = install_stop_signals(
+      {core.drain_timeout, core.stop_timeout, endpoint.phase_cell(), endpoint.open_cell()});
   Listener listener = open_listener(core.bind, core.port, core.backlog);
   const int listen_fds[] = {listener.fd.get()};
   shut_down_on_drain(listen_fds);

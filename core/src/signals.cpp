@@ -21,6 +21,8 @@ int g_stop_write_fd = -1;
 StopPlan g_plan{};
 int g_listeners[16];
 volatile sig_atomic_t g_listener_count = 0;
+std::atomic<std::uint32_t> g_open_at_drain{0};
+std::atomic<std::uint32_t> g_open_at_deadline{0};
 
 void poke(int fd) {
   char byte = 1;
@@ -37,6 +39,8 @@ void arm_timer(std::chrono::milliseconds after) {
 }
 
 void enter(Phase phase) {
+  const std::uint32_t open = g_plan.open->load(std::memory_order_relaxed);
+  (phase == Phase::kDraining ? g_open_at_drain : g_open_at_deadline).store(open);
   g_plan.phase->store(static_cast<int>(phase));
   if (phase == Phase::kDraining) {
     for (int i = 0; i < g_listener_count; ++i)
@@ -120,6 +124,10 @@ StopDescriptors install_stop_signals(const StopPlan& plan) {
   ignore.sa_handler = SIG_IGN;
   ::sigaction(SIGPIPE, &ignore, nullptr);
   return installed;
+}
+
+StepCounts step_counts() noexcept {
+  return {g_open_at_drain.load(), g_open_at_deadline.load()};
 }
 
 void shut_down_on_drain(std::span<const int> listen_fds) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <span>
 
 namespace echod {
@@ -12,6 +13,7 @@ struct StopPlan {
   std::chrono::milliseconds drain_timeout;  // 0: no drain, the first signal stops at once
   std::chrono::milliseconds stop_timeout;   // after the stop, the hard bound (then exit 1)
   std::atomic<int>* phase;                  // where the Phase is published (Endpoint)
+  const std::atomic<std::uint32_t>* open;   // open connections (Endpoint), read at each step
 };
 
 struct StopDescriptors {
@@ -27,6 +29,14 @@ struct StopDescriptors {
 // within stop_timeout or it exits with status 1 and a message: a wedged model cannot hang a
 // shutdown.
 StopDescriptors install_stop_signals(const StopPlan& plan);
+
+// The open connections when the drain began and when its deadline passed, as the signal
+// handlers read them (for the log lines that report each step).
+struct StepCounts {
+  std::uint32_t open_at_drain;
+  std::uint32_t open_at_deadline;
+};
+[[nodiscard]] StepCounts step_counts() noexcept;
 
 // The listening sockets the first signal shuts down (at most 16 are kept).
 void shut_down_on_drain(std::span<const int> listen_fds);

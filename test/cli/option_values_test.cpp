@@ -160,8 +160,18 @@ void check_option(const std::string& model, const NumericOption& option) {
     const std::string low = match[1];
     const std::string high = match[2];
     INFO("range " << low << ".." << high);
-    REQUIRE(accepted(check_command_line(model, option, low)));
-    REQUIRE(accepted(check_command_line(model, option, high)));
+    // Both ends pass the range check. A model may still refuse an end against another of its
+    // keys (prefork.start above prefork.max): then its own message names this key, and never
+    // as out of range.
+    for (const std::string& end : {low, high}) {
+      const RunResult result = check_command_line(model, option, end);
+      INFO("value " << end << ": " << result.err);
+      const bool cross_checked = result.exit_status == 2 &&
+                                 result.err.rfind("echod: model " + model + ": ", 0) == 0 &&
+                                 result.err.find(option.name) != std::string::npos &&
+                                 result.err.find("is invalid") == std::string::npos;
+      REQUIRE((static_cast<bool>(accepted(result)) || cross_checked));
+    }
     bad.push_back(just_past(high, +1));
     if (std::stod(low) > 0) {
       // Below the range; not 0, which a range such as "0 or between 1 and 86400" allows (off).

@@ -151,8 +151,17 @@ TEST_CASE("endpoint keys become limits", "[config]") {
   CHECK(core.limits.per_ip_exempt.size() == 3);
   REQUIRE_THROWS_WITH(core_settings(parse({"--per-ip-exempt=10.0.0.0/33"})),
                       Catch::Contains("per-ip-exempt: '10.0.0.0/33'"));
-  REQUIRE_THROWS_WITH(core_settings(parse({"--tcp-keepalive=0.5"})),
-                      Catch::Contains("tcp-keepalive must be 0 (off) or at least 1 second"));
+  REQUIRE_THROWS_WITH(
+      parse({"--tcp-keepalive=0.5"}),
+      Catch::Contains(
+          "'--tcp-keepalive' is invalid: must be 0 (off) or a whole number between 1 and 86400"));
+  // Below a millisecond is refused: it would round to 0, which means off.
+  REQUIRE_THROWS_WITH(parse({"--tcp-user-timeout=0.0005"}),
+                      Catch::Contains("must be 0 (off) or a number between 0.001 and 86400"));
+  CHECK(core_settings(parse({"--tcp-user-timeout=0.0015"})).limits.tcp_user_timeout ==
+        std::chrono::milliseconds(2));
+  // An empty value after '=' is an empty list, not an error.
+  CHECK(core_settings(parse({"--per-ip-exempt="})).limits.per_ip_exempt.empty());
   auto defaults = core_settings(parse({}));
   CHECK(defaults.limits.idle_timeout == std::chrono::seconds(300));
   CHECK(defaults.drain_timeout == std::chrono::seconds(10));

@@ -132,6 +132,8 @@ class Endpoint {
   [[nodiscard]] bool draining() const noexcept { return phase() != Phase::kServing; }
   // Where core's signal handlers write the phase (async-signal-safe: a lock-free atomic).
   [[nodiscard]] std::atomic<int>* phase_cell() noexcept;
+  // The open connections, readable from a signal handler (a lock-free mirror of counts().open).
+  [[nodiscard]] const std::atomic<std::uint32_t>* open_cell() const noexcept;
 
   // A forking model's parent, after reaping a child that may have died holding connections:
   // gives back every place that child had taken.

@@ -27,16 +27,19 @@ std::string format_bound(unsigned long long value);
 template <typename T>
 class BoundedValue final : public boost::program_options::typed_value<T> {
  public:
-  BoundedValue(T low, T high)
-      : boost::program_options::typed_value<T>(nullptr), low_(low), high_(high) {}
+  BoundedValue(T low, T high, bool zero_means_off = false)
+      : boost::program_options::typed_value<T>(nullptr),
+        low_(low),
+        high_(high),
+        zero_means_off_(zero_means_off) {}
 
   void xparse(boost::any& store, const std::vector<std::string>& tokens) const override {
     const std::string token = tokens.empty() ? std::string() : tokens.front();
     T value{};
     const char* end = token.data() + token.size();
     const auto [stop, error] = std::from_chars(token.data(), end, value);
-    bool ok =
-        !token.empty() && error == std::errc() && stop == end && value >= low_ && value <= high_;
+    bool ok = !token.empty() && error == std::errc() && stop == end &&
+              ((value >= low_ && value <= high_) || (zero_means_off_ && value == T{}));
     if constexpr (std::is_floating_point_v<T>) ok = ok && std::isfinite(value);
     if (!ok) {
       boost::program_options::error_with_option_name failure(
@@ -54,18 +57,26 @@ class BoundedValue final : public boost::program_options::typed_value<T> {
         std::conditional_t<std::is_floating_point_v<T>, double,
                            std::conditional_t<std::is_signed_v<T>, long long, unsigned long long>>;
     const std::string kind = std::is_floating_point_v<T> ? "a number" : "a whole number";
-    return kind + " between " + detail::format_bound(static_cast<Wide>(low_)) + " and " +
+    return (zero_means_off_ ? "0 (off) or " : "") + kind + " between " +
+           detail::format_bound(static_cast<Wide>(low_)) + " and " +
            detail::format_bound(static_cast<Wide>(high_));
   }
 
   T low_;
   T high_;
+  bool zero_means_off_;
 };
 
 // bounded<int>(1, 65536)->default_value(256): declare an option that only takes numbers in range.
 template <typename T>
 BoundedValue<T>* bounded(T low, T high) {
   return new BoundedValue<T>(low, high);  // owned by the options_description, as po::value's
+}
+
+// bounded_or_off(1, 86400): the same, and 0 (which the key documents as "off") is accepted too.
+template <typename T>
+BoundedValue<T>* bounded_or_off(T low, T high) {
+  return new BoundedValue<T>(low, high, /*zero_means_off=*/true);
 }
 
 // Seconds as written in options (fractions allowed), as a duration for code.

@@ -121,6 +121,7 @@ struct Endpoint::Shared {
 
   pthread_mutex_t mutex;  // process-shared and robust: a SIGKILLed holder cannot wedge the rest
   std::atomic<int> phase;
+  std::atomic<std::uint32_t> open_mirror;  // `open`, for readers that cannot take the mutex
   std::atomic<std::uint64_t> accepted, refused_max_connections, refused_per_ip, shed_emfile,
       closed_idle, drained, bytes_in, bytes_out;
   std::atomic<std::int64_t> last_cap_warning_ns, last_address_warning_ns;
@@ -177,6 +178,7 @@ struct Endpoint::Shared {
     slot = {0, kNoAddress, free_head};
     free_head = index;
     --open;
+    open_mirror.store(open, std::memory_order_relaxed);
     if (phase.load(std::memory_order_relaxed) != static_cast<int>(Phase::kServing)) {
       drained.fetch_add(1, std::memory_order_relaxed);
     }
@@ -293,6 +295,7 @@ Admission Endpoint::admit(int fd, const sockaddr_storage& peer, socklen_t) noexc
       shared_->free_head = taken.next_free;
       taken = {::getpid(), entry, kNoSlot};
       ++shared_->open;
+      shared_->open_mirror.store(shared_->open, std::memory_order_relaxed);
     }
   }
   switch (verdict) {
@@ -374,6 +377,10 @@ Phase Endpoint::phase() const noexcept {
 
 std::atomic<int>* Endpoint::phase_cell() noexcept {
   return &shared_->phase;
+}
+
+const std::atomic<std::uint32_t>* Endpoint::open_cell() const noexcept {
+  return &shared_->open_mirror;
 }
 
 void Finisher::add(Fd socket, std::span<const char> unsent) {
