@@ -27,9 +27,9 @@ start_server() {  # name -> sets server_pid and port
   : >"$log"
   case "$1" in
     baseline) taskset -c 0 "$bin_dir/epoll-echo-baseline" 0 2>"$log" & ;;
-    echod) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 --log-level=warn \
+    echod) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 \
              --drain-timeout=0 2>"$log" >/dev/null & ;;
-    echod-idle-off) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 --log-level=warn \
+    echod-idle-off) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 \
              --drain-timeout=0 --idle-timeout=0 2>"$log" >/dev/null & ;;
     echod-before) taskset -c 0 "$old_bin_dir/echod" --model=epoll --port=0 2>"$log" >/dev/null & ;;
   esac
