@@ -8,6 +8,7 @@
 
 #include <spdlog/common.h>
 
+#include "echod/option_words.hpp"
 #include "echod/options.hpp"
 
 namespace echod {
@@ -147,6 +148,9 @@ po::variables_map parse_settings(int argc, const char* const argv[],
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     const std::string word = argv[i];
+    if (const std::string complaint = placeholder_complaint(word); !complaint.empty()) {
+      throw UsageError("command line: " + complaint);
+    }
     if (word.size() > 3 && word.rfind("--", 0) == 0 && word.back() == '=' &&
         word.find('=') == word.size() - 1) {
       words.push_back(word.substr(0, word.size() - 1));
@@ -168,8 +172,18 @@ po::variables_map parse_settings(int argc, const char* const argv[],
     const auto path = settings["config"].as<std::string>();
     std::ifstream file(path);
     if (!file) throw UsageError("cannot read config file '" + path + "'");
+    std::stringstream text;
+    text << file.rdbuf();
+    std::istringstream lines(text.str());
+    std::string line;
+    for (int number = 1; std::getline(lines, line); ++number) {
+      if (const std::string complaint = placeholder_complaint(line); !complaint.empty()) {
+        throw UsageError(path + ":" + std::to_string(number) + ": " + complaint);
+      }
+    }
+    text.seekg(0);
     try {
-      po::store(po::parse_config_file(file, options, !strict), settings);
+      po::store(po::parse_config_file(text, options, !strict), settings);
     } catch (const po::error& e) {
       rethrow_as_usage_error(e, path, path);
     }

@@ -166,3 +166,17 @@ TEST_CASE("endpoint keys become limits", "[config]") {
   CHECK(defaults.limits.idle_timeout == std::chrono::seconds(300));
   CHECK(defaults.drain_timeout == std::chrono::seconds(10));
 }
+
+TEST_CASE("a Program_options placeholder in a word is refused, not looped on", "[config]") {
+  // Boost 1.74 replaces %value% in its message with the token, again and again: a token that
+  // holds %value% never ends (found by fuzzing).
+  REQUIRE_THROWS_WITH(parse({"--demo.workers=\xff%value%'"}),
+                      Catch::StartsWith("command line: '%value%' is not accepted"));
+  REQUIRE_THROWS_WITH(parse({"--x%canonical_option%y=1"}, /*strict=*/false),
+                      Catch::Contains("'%canonical_option%' is not accepted"));
+  TempConfig conf("model = epoll\n[demo]\nworkers = %original_token%\n");
+  REQUIRE_THROWS_WITH(parse({"--config", conf.path()}),
+                      Catch::StartsWith(conf.path() + ":3: '%original_token%' is not accepted"));
+  // A lone % or %% is fine to hand over.
+  REQUIRE_THROWS_WITH(parse({"--port=50%"}), Catch::Contains("'--port' is invalid"));
+}

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/units.hpp"
+#include "echod/option_words.hpp"
 
 namespace echod::bench {
 namespace po = boost::program_options;
@@ -516,6 +517,11 @@ int concurrent_sockets(const Options& options) {
 CommandLine parse_command_line(int argc, const char* const* argv, std::ostream& out,
                                std::ostream& err) {
   try {
+    for (int i = 1; i < argc; ++i) {
+      if (const std::string complaint = echod::placeholder_complaint(argv[i]); !complaint.empty()) {
+        throw std::invalid_argument(complaint);
+      }
+    }
     if (argc >= 2 && std::string_view(argv[1]) == "merge") return parse_merge(argc, argv, out);
     return parse_run(argc, argv, out);
   } catch (const std::exception& e) {
