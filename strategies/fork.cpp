@@ -29,6 +29,7 @@ namespace po = boost::program_options;
 
 struct Options {
   int max_children = 1024;
+  int child_nice = 19;  // how much nicer children are than the accepting parent (see models.md)
 };
 
 // How long children get to close their connection after a stop before they are SIGKILLed.
@@ -42,12 +43,15 @@ class ForkModel final : public IServerModel {
     options.add_options()
         ("fork.max-children", bounded(1, 65536)->default_value(defaults.max_children),
          "clients served at once, one child process each (1-65536); more wait in the listen "
-         "backlog");
+         "backlog")
+        ("fork.child-nice", bounded(0, 19)->default_value(defaults.child_nice),
+         "niceness added to each child (0-19), so that the accepting parent runs first when "
+         "many clients keep the core busy; 0 = all equal");
     // clang-format on
   }
 
   explicit ForkModel(const po::variables_map& settings)
-      : options_{settings["fork.max-children"].as<int>()} {}
+      : options_{settings["fork.max-children"].as<int>(), settings["fork.child-nice"].as<int>()} {}
 
   int run(const ServerContext& ctx) noexcept override {
     try {
@@ -103,42 +107,36 @@ class ForkModel final : public IServerModel {
     return 0;
   }
 
-  // Takes the pending connections while below the cap, then forks a child for each (the whole
-  // backlog first: see thread.cpp); the parent's copy of each connection closes at once, its
-  // place under the caps is kept until the child is reaped. False when out of descriptors or
-  // processes: back off.
+  // Takes pending connections while below the cap, a child for each, forked before the next
+  // accept: a child must inherit no other client's socket (it would hold that connection open
+  // after its own child closed it), and fork() copies the whole descriptor table, so a backlog
+  // accepted first would also make every fork slower. The parent's copy of each connection
+  // closes at once; its place under the caps is kept until the child is reaped. False when out
+  // of descriptors or processes: back off.
   bool accept_ready(Acceptor& acceptor, ChildProcesses& children, const ServerContext& ctx) {
-    bool keep_accepting = true;
-    pending_.clear();
-    while (children.count() + pending_.size() < max_children()) {
+    while (children.count() < max_children()) {
       auto [status, connection] = burst_.accept(acceptor, *ctx.log);
-      if (status != Acceptor::Status::kAccepted) {
-        keep_accepting = status == Acceptor::Status::kWouldBlock;
-        break;
-      }
-      pending_.push_back(std::move(connection));
-    }
-    for (Accepted& connection : pending_) {
+      if (status == Acceptor::Status::kWouldBlock) return true;
+      if (status != Acceptor::Status::kAccepted) return false;
       const int fd = connection.fd();
-      Fd socket = std::move(connection.socket);
-      const pid_t pid = children.spawn([&] { return serve_child(std::move(socket), ctx); });
+      const pid_t pid = children.spawn(
+          [&] { return serve_child(std::move(connection.socket), ctx, options_.child_nice); });
       if (pid < 0) {
         ctx.log->warn("fork: {}; closing the new connection", std::strerror(errno));
-        keep_accepting = false;
-        continue;
+        return false;
       }
       admissions_.emplace(pid, std::move(connection.admission));
       ctx.log->debug("fd {}: accepted, child {}", fd, pid);
     }
-    pending_.clear();
-    return keep_accepting;
+    return true;
   }
 
   // Child body: echo this one connection until the peer leaves or a stop. Its place under the
   // caps is the parent's to release.
-  static int serve_child(Fd connection, const ServerContext& ctx) {
+  static int serve_child(Fd connection, const ServerContext& ctx, int nice) {
     for (int fd : ctx.listen_fds)
       ::close(fd);  // the child's copies: it never accepts, and must not keep the port open
+    lower_own_priority(nice);
     const ServeEnd end = serve_blocking({std::move(connection), {}}, ctx);
     return end == ServeEnd::kFailed ? 1 : 0;
   }
@@ -158,7 +156,6 @@ class ForkModel final : public IServerModel {
 
   Options options_;
   BacklogBurst burst_{"children", "fork.max-children"};
-  std::vector<Accepted> pending_;                    // accepted, not yet forked
   std::unordered_map<pid_t, Admission> admissions_;  // each child's place under the caps
 };
 

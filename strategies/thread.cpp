@@ -15,6 +15,7 @@
 #include "echod/blocking_echo.hpp"
 #include "echod/errno_policy.hpp"
 #include "echod/options.hpp"
+#include "echod/process.hpp"
 #include "echod/server_model.hpp"
 #include "echod/stop.hpp"
 
@@ -26,6 +27,7 @@ namespace po = boost::program_options;
 struct Options {
   int max_threads = 1024;
   std::size_t stack_size_kib = 0;  // 0: the process default (RLIMIT_STACK, usually 8 MiB)
+  int connection_nice = 10;        // how much nicer connection threads are than the acceptor
 };
 
 class ThreadModel final : public IServerModel {
@@ -38,13 +40,17 @@ class ThreadModel final : public IServerModel {
          "clients served at once, one thread each (1-65536); more wait in the listen backlog")
         ("thread.stack-size", bounded<std::size_t>(0, 1024 * 1024)->default_value(defaults.stack_size_kib),
          "stack of each connection thread in KiB (0: the process default, `ulimit -s`; else "
-         "256-1048576)");
+         "256-1048576)")
+        ("thread.connection-nice", bounded(0, 19)->default_value(defaults.connection_nice),
+         "niceness added to each connection thread (0-19), so that the accepting thread runs "
+         "first when many clients keep the core busy; 0 = all equal");
     // clang-format on
   }
 
   explicit ThreadModel(const po::variables_map& settings)
       : options_{settings["thread.max-threads"].as<int>(),
-                 settings["thread.stack-size"].as<std::size_t>()} {
+                 settings["thread.stack-size"].as<std::size_t>(),
+                 settings["thread.connection-nice"].as<int>()} {
     if (options_.stack_size_kib != 0 &&
         (options_.stack_size_kib < 256 || options_.stack_size_kib > 1024 * 1024)) {
       throw std::invalid_argument("thread.stack-size must be 0 or between 256 and 1048576 KiB");
@@ -116,10 +122,10 @@ class ThreadModel final : public IServerModel {
     pthread_t thread{};
   };
 
-  // Takes the pending connections while below the cap, then starts a thread for each. The
-  // whole backlog first: with hundreds of busy connection threads on the same cores, a thread
-  // creation between two accepts lets every new thread run first, and the accepting thread
-  // falls behind its backlog. False when out of descriptors or threads: back off.
+  // Takes the pending connections while below the cap, then starts a thread for each, so a new
+  // thread never runs between two accepts. What keeps this thread ahead of a thousand busy ones
+  // is their lower priority (thread.connection-nice, set in serve()); see docs/models.md,
+  // "Accepting under load". False when out of descriptors or threads: back off.
   bool accept_ready(Acceptor& acceptor, const pthread_attr_t& attr, const ServerContext& ctx) {
     bool keep_accepting = true;
     std::size_t taken = 0;
@@ -153,6 +159,7 @@ class ThreadModel final : public IServerModel {
   static void* serve(void* arg) {
     Slot& slot = *static_cast<Slot*>(arg);
     ThreadModel& self = *slot.model;
+    lower_own_priority(self.options_.connection_nice);
     serve_blocking(std::move(slot.connection), *slot.ctx);
     {
       std::lock_guard lock(self.mutex_);

@@ -63,6 +63,9 @@ def main():
                         help="extra echod argument (repeatable)")
     args = parser.parse_args()
 
+    # This script samples /proc every 20 ms (over a thousand entries with fork): on the server's
+    # core that would be one more task competing with the accept loop it measures.
+    os.sched_setaffinity(0, {int(args.client_cpu)})
     echod_binary = args.echod or os.path.join(args.bin_dir, "echod")
     bench = os.path.join(args.bin_dir, "echo-bench")
     count_kind = args.count or ("children" if "fork" in args.model else "threads")

@@ -2,6 +2,8 @@
 #define CATCH_CONFIG_MAIN
 #include <signal.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
 
@@ -127,4 +129,24 @@ TEST_CASE("fork options are validated") {
         "fork", argument,
         "'--fork.max-children' is invalid: must be a whole number between 1 and 65536"));
   }
+}
+
+// Children run fork.child-nice (default 19) steps nicer than the accepting parent, so the
+// parent takes new clients off the backlog first when many busy children keep the core full.
+TEST_CASE("children are nicer than the accepting parent") {
+  for (const int nice : {-1, 10, 0}) {  // -1: the default
+    INFO("fork.child-nice=" << (nice < 0 ? "default (19)" : std::to_string(nice)));
+    EchodProcess echod(nice < 0 ? model_args("fork", {})
+                                : model_args("fork", {"child-nice=" + std::to_string(nice)}));
+    std::vector<TestClient> clients = connect_served(echod.port(), 2);
+    const std::vector<ProcessIdentity> children = running_descendants(echod.pid());
+    REQUIRE(children.size() == 2);
+    const int parent = process_niceness(echod.pid());  // the test runner's, normally 0
+    for (const ProcessIdentity& child : children)
+      CHECK(process_niceness(child.pid) == std::min(19, parent + (nice < 0 ? 19 : nice)));
+    clients.clear();
+    REQUIRE(echod.stop() == 0);
+  }
+  CHECK(option_rejected("fork", "--fork.child-nice=20",
+                        "'--fork.child-nice' is invalid: must be a whole number between 0 and 19"));
 }

@@ -70,7 +70,7 @@ TEST_CASE("the thread count never exceeds max-threads plus the core threads") {
   for (int i = 0; i < kClients; ++i) {
     workers.emplace_back([&, i] {
       TestClient client;
-      outcomes[i] = client.connect(echod.port(), {.timeout = Millis{20000}});
+      outcomes[i] = client.connect(echod.port(), {.timeout = Millis{20000}, .source = {}});
       for (int round = 0; outcomes[i] && round < 20; ++round) {
         outcomes[i] = client.echo(std::to_string(i) + ":" + std::to_string(round), Millis{20000});
       }
@@ -144,4 +144,34 @@ TEST_CASE("thread options are validated") {
   };
   for (const auto& [argument, message] : cases)
     CHECK(option_rejected("thread", argument, message));
+}
+
+// Connection threads run thread.connection-nice (default 10) steps nicer than the accepting
+// thread, which therefore takes new clients off the backlog first when many busy clients keep
+// the core full; 0 leaves every thread equal.
+TEST_CASE("connection threads are nicer than the accepting thread") {
+  for (const int nice : {10, 0, 19}) {
+    INFO("thread.connection-nice=" << nice);
+    EchodProcess echod(nice == 10
+                           ? model_args("thread", {})
+                           : model_args("thread", {"connection-nice=" + std::to_string(nice)}));
+    const pid_t pid = echod.pid();
+    std::vector<TestClient> clients = connect_served(echod.port(), 3);
+    std::vector<int> values = thread_niceness(pid);
+    const int base = process_niceness(pid);  // the accepting (main) thread: the test runner's
+    const int nicer = std::min(19, base + nice);
+    INFO(values.size() << " threads, the accepting thread at " << base);
+    CHECK(std::count(values.begin(), values.end(), nicer) >= 3);
+    if (nicer != base) {
+      CHECK(std::count(values.begin(), values.end(), nicer) == 3);  // the connections' only
+      CHECK(std::count(values.begin(), values.end(), base) == kCoreThreads);
+    }
+    clients.clear();
+    REQUIRE(echod.stop() == 0);
+  }
+  CHECK(option_rejected("thread", "--thread.connection-nice=20",
+                        "'--thread.connection-nice' is invalid: must be a whole number between 0 "
+                        "and 19"));
+  CHECK(option_rejected("thread", "--thread.connection-nice=-1",
+                        "'--thread.connection-nice' is invalid"));
 }

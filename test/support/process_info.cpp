@@ -1,5 +1,7 @@
 #include "process_info.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include <dirent.h>
@@ -124,6 +126,22 @@ constexpr int kSanitizerThreads = 0;
 int thread_count(pid_t pid) {
   const int threads = static_cast<int>(status_field(pid, "Threads"));
   return threads > 1 ? threads - kSanitizerThreads : threads;
+}
+
+std::vector<int> thread_niceness(pid_t pid) {
+  std::vector<int> result;
+  for (long tid : numeric_entries("/proc/" + std::to_string(pid) + "/task")) {
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+    if (nice != -1 || errno == 0) result.push_back(nice);  // else: the thread just ended
+  }
+  return result;
+}
+
+int process_niceness(pid_t pid) {
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(pid));
+  return nice == -1 && errno != 0 ? -100 : nice;
 }
 
 int open_fd_count(pid_t pid) {

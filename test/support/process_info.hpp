@@ -24,6 +24,11 @@ namespace echod::test {
 // process is gone.
 [[nodiscard]] int thread_count(pid_t pid);
 
+// The niceness of every thread of `pid` (from getpriority per thread id), in /proc's order.
+[[nodiscard]] std::vector<int> thread_niceness(pid_t pid);
+// The niceness of process `pid` (its main thread).
+[[nodiscard]] int process_niceness(pid_t pid);
+
 // Entries in /proc/PID/fd (open descriptors); -1 if the process is gone.
 [[nodiscard]] int open_fd_count(pid_t pid);
 

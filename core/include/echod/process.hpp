@@ -152,6 +152,13 @@ class Scoreboard {
   std::atomic<std::uint8_t>* cells_;
 };
 
+// Makes the calling thread (on Linux a thread's niceness is its own, and a child's is its own)
+// `niceness` steps nicer, at most 19, so that the thread or process that accepts for it is
+// scheduled ahead of a thousand busy connection threads and children on the same core, instead of
+// getting a thousandth of it and leaving clients in the listen backlog. 0 changes nothing.
+// Returns false if the kernel refused (the connection is served all the same).
+bool lower_own_priority(int niceness) noexcept;
+
 // "exited with status 3", "killed by SIGKILL": a wait status in words, for logs.
 [[nodiscard]] std::string describe_exit(int status);
 

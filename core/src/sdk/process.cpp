@@ -5,10 +5,12 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
@@ -229,6 +231,15 @@ Scoreboard::Load Scoreboard::mark(std::size_t slot, bool busy) noexcept {
 
 void Scoreboard::clear(std::size_t slot) noexcept {
   cells_[1 + slot].store(0);
+}
+
+bool lower_own_priority(int niceness) noexcept {
+  if (niceness <= 0) return true;
+  const auto self = static_cast<id_t>(::gettid());
+  errno = 0;
+  const int current = ::getpriority(PRIO_PROCESS, self);
+  if (current == -1 && errno != 0) return false;
+  return ::setpriority(PRIO_PROCESS, self, std::min(19, current + niceness)) == 0;
 }
 
 std::string describe_exit(int status) {
