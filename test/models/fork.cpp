@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,38 @@ TEST_CASE("a stop closes every client and leaves no child process behind") {
   CHECK(waiting.is_closed_by_peer(Millis{2000}));
   for (const auto& child : children)
     CHECK_FALSE(is_running(child));
+}
+
+// Each child holds its own client's socket and no other: a child that inherited another
+// client's connection (accepting a batch, then forking for each) would keep that connection
+// open after its own child closed it, and the client would never see the FIN.
+TEST_CASE("a child holds only its own connection: a half-closed client gets its FIN") {
+  constexpr int kClients = 20;
+  EchodProcess echod(model_args("fork", {}));
+  std::vector<TestClient> clients(kClients);
+  for (TestClient& client : clients)  // all at once, so the parent finds several in its backlog
+    REQUIRE(client.connect(echod.port()));
+  for (int i = 0; i < kClients; ++i)
+    REQUIRE(clients[static_cast<std::size_t>(i)].echo("hello " + std::to_string(i)));
+  for (const ProcessIdentity& child : running_descendants(echod.pid())) {
+    int sockets = 0;
+    for (const auto& entry :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(child.pid) + "/fd")) {
+      std::error_code error;
+      const auto target = std::filesystem::read_symlink(entry.path(), error);
+      if (!error && target.string().rfind("socket:", 0) == 0) ++sockets;
+    }
+    INFO("child " << child.pid);
+    CHECK(sockets == 1);
+  }
+  // Newest first: under the defect every older child holds a copy of the newest connection.
+  for (int i = kClients - 1; i >= 0; --i) {
+    TestClient& client = clients[static_cast<std::size_t>(i)];
+    INFO("client " << i);
+    REQUIRE(client.shutdown_write());
+    CHECK(client.is_closed_by_peer(Millis{5000}));
+  }
+  REQUIRE(echod.stop() == 0);
 }
 
 TEST_CASE("fork options are validated") {
