@@ -18,6 +18,7 @@
 #include "net/addresses.hpp"
 #include "net/connection.hpp"
 #include "net/payload.hpp"
+#include "net/ring_queue.hpp"
 #include "report/report.hpp"
 #include "report/summary.hpp"
 #include "test_server.hpp"
@@ -298,4 +299,32 @@ TEST_CASE("a send or two due at the end does not make a run overloaded; a shortf
   run.stats.counters.measured_messages = 1999;
   run.stats.counters.messages_cut_short = 3;  // echoes still coming when the run ended
   CHECK(summarize(setup, run, "now").status == "overloaded");
+}
+
+TEST_CASE("the in-flight ring keeps order across wrap-around and growth") {
+  RingQueue<int> queue;
+  int next_in = 0;
+  int next_out = 0;
+  // Push 3, pop 2, repeatedly: the head walks round the ring and it grows while wrapped.
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 3; ++i)
+      queue.push_back(next_in++);
+    for (int i = 0; i < 2; ++i) {
+      REQUIRE(queue.front() == next_out);
+      queue.pop_front();
+      ++next_out;
+    }
+    REQUIRE(queue.size() == static_cast<std::size_t>(next_in - next_out));
+    for (std::size_t i = 0; i < queue.size(); ++i)
+      REQUIRE(queue[i] == next_out + static_cast<int>(i));
+  }
+  std::vector<int> seen;
+  queue.for_each([&](int value) { seen.push_back(value); });
+  REQUIRE(seen.size() == 50);
+  CHECK(seen.front() == 100);  // 150 pushed, 100 popped
+  CHECK(seen.back() == 149);
+  queue.clear();
+  CHECK(queue.empty());
+  queue.push_back(7);
+  CHECK(queue.front() == 7);
 }

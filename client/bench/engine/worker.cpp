@@ -128,11 +128,12 @@ void Worker::connect_all() {
 }
 
 bool Worker::send(Connection& connection, std::optional<Nanos> intended) {
-  connection.queue_message(options_.size, intended);
+  const Nanos now = now_ns();  // queued (closed loop), and just before the send() below
+  connection.queue_message(options_.size, intended.value_or(now));
   ++stats_.counters.messages_sent;
   stats_.counters.bytes_sent += options_.size;
   ++in_flight_total_;
-  if (const int error = connection.flush(); error != 0) {
+  if (const int error = connection.flush(now); error != 0) {
     fail(connection, classify_io_errno(error), error, now_ns());
     return false;
   }
@@ -169,8 +170,9 @@ void Worker::forget(Connection& connection, bool failed, Nanos now) {
   } else {
     stats_.counters.messages_cut_short += owed;
     // Not answered by now: each one's latency is at least what it has waited.
-    for (const Connection::Message& message : connection.in_flight_messages())
+    connection.in_flight_messages().for_each([&](const Connection::Message& message) {
       record_unfinished(message.intended, message.sent, now);
+    });
   }
   in_flight_total_ -= owed;
   if (connection.state() == Connection::State::kConnecting) --connecting_now_;

@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,6 +13,7 @@
 #include "echod/fd.hpp"
 #include "engine/clock.hpp"
 #include "net/addresses.hpp"
+#include "net/ring_queue.hpp"
 #include "report/error_counts.hpp"
 
 namespace echod::bench {
@@ -63,8 +63,9 @@ class Connection {
   // kernel.
   void queue_message(std::size_t size, std::optional<Nanos> intended);
   // Writes whatever the socket takes, stamping each message whose first byte goes out with the
-  // time it did. 0, or the errno of a failed send.
-  int flush();
+  // time it did. 0, or the errno of a failed send. `now`, if the caller just read the clock,
+  // stands for the first send()'s time (one clock read per message less in ping-pong).
+  int flush(Nanos now = 0);
   // One recv(), its bytes verified against what was sent.
   ReadResult read_once(std::span<char> scratch);
   // Sends FIN (no more bytes from us): after the last echo, to read until the server's EOF and
@@ -81,9 +82,7 @@ class Connection {
   [[nodiscard]] std::uint32_t generation() const noexcept { return generation_; }
   [[nodiscard]] Nanos connect_started() const noexcept { return connect_started_; }
   [[nodiscard]] std::size_t in_flight() const noexcept { return in_flight_.size(); }
-  [[nodiscard]] const std::deque<Message>& in_flight_messages() const noexcept {
-    return in_flight_;
-  }
+  [[nodiscard]] const RingQueue<Message>& in_flight_messages() const noexcept { return in_flight_; }
   // After shutdown_write(): waiting for the server's EOF, since `eof_wait_started()`.
   [[nodiscard]] bool awaiting_eof() const noexcept { return eof_wait_started_ != 0; }
   [[nodiscard]] Nanos eof_wait_started() const noexcept { return eof_wait_started_; }
@@ -116,7 +115,7 @@ class Connection {
   std::size_t echoed_ = 0;
   std::size_t written_ = 0;
   std::uint64_t stream_base_ = 0;
-  std::deque<Message> in_flight_;
+  RingQueue<Message> in_flight_;
   std::size_t not_started_ = 0;  // the newest messages in in_flight_ with no byte written yet
 };
 
