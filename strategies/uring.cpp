@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -54,6 +55,7 @@ struct Options {
   int min_wait_us = 0;        // how long to wait for a whole batch (kernel 6.12); 0: off
   bool defer_taskrun = true;  // SINGLE_ISSUER | DEFER_TASKRUN (else COOP_TASKRUN)
   bool register_ring = true;  // io_uring_register_ring_fd: no fdget of the ring per enter
+  bool fixed_files = true;    // sockets in the ring's file table: no file reference per request
 };
 
 // What a completion is for: a connection's recv or send (the pointer's low bits say which) or
@@ -179,6 +181,7 @@ struct alignas(8) Connection : IdleList::Hook {
   bool peer_done = false;  // the client shut down its sending side
   bool closing = false;    // closes once nothing is in flight
   bool starved = false;    // its recv ended with ENOBUFS: re-armed once buffers are back
+  bool fixed = false;      // in the ring's file table, at index fd()
 };
 
 class UringModel final : public IServerModel {
@@ -204,16 +207,18 @@ class UringModel final : public IServerModel {
         ("uring.defer-taskrun", flag(defaults.defer_taskrun),
          "IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN: completions run only inside the loop's wait")
         ("uring.register-ring", flag(defaults.register_ring),
-         "register the ring descriptor (io_uring_register_ring_fd)");
+         "register the ring descriptor (io_uring_register_ring_fd)")
+        ("uring.fixed-files", flag(defaults.fixed_files),
+         "register each socket in the ring's file table (direct descriptors)");
     // clang-format on
   }
 
   explicit UringModel(const po::variables_map& settings)
       : options_{
-            settings["uring.queue-depth"].as<int>(),   settings["uring.buffers"].as<int>(),
-            settings["uring.buffer-size"].as<int>(),   settings["uring.batch"].as<int>(),
-            settings["uring.min-wait-us"].as<int>(),   settings["uring.defer-taskrun"].as<bool>(),
-            settings["uring.register-ring"].as<bool>()} {
+            settings["uring.queue-depth"].as<int>(),    settings["uring.buffers"].as<int>(),
+            settings["uring.buffer-size"].as<int>(),    settings["uring.batch"].as<int>(),
+            settings["uring.min-wait-us"].as<int>(),    settings["uring.defer-taskrun"].as<bool>(),
+            settings["uring.register-ring"].as<bool>(), settings["uring.fixed-files"].as<bool>()} {
     if (!std::has_single_bit(static_cast<unsigned>(options_.buffers))) {
       throw std::invalid_argument("uring.buffers must be a power of two");
     }
@@ -386,6 +391,17 @@ class UringModel final : public IServerModel {
     } else {
       enter_fd_ = ring_.ring_fd;
     }
+    if (options_.fixed_files) {
+      // Indexed by descriptor, so the table needs a slot for every descriptor we may hold.
+      rlimit limit{};
+      ::getrlimit(RLIMIT_NOFILE, &limit);
+      const auto slots = static_cast<unsigned>(std::min<rlim_t>(limit.rlim_cur, 1u << 20));
+      if (io_uring_register_files_sparse(&ring_, slots) == 0) {
+        file_slots_ = slots;
+      } else {
+        ctx.log->debug("io_uring: no file table; using plain descriptors");
+      }
+    }
     if (const int pool_error = pool_.setup(ring_, static_cast<unsigned>(options_.buffers),
                                            static_cast<unsigned>(options_.buffer_size));
         pool_error != 0) {
@@ -407,6 +423,10 @@ class UringModel final : public IServerModel {
         auto connection = std::make_unique<Connection>(std::move(accepted), *ctx.endpoint);
         ctx.log->debug("fd {}: accepted", fd);
         idle.touch(*connection, now);
+        if (static_cast<unsigned>(fd) < file_slots_) {
+          connection->fixed =
+              io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &fd, 1) == 1;
+        }
         arm_recv(*connection);
         connections_[static_cast<std::size_t>(fd)] = std::move(connection);
         ++open_;
@@ -511,6 +531,7 @@ class UringModel final : public IServerModel {
   void submit_send(Connection& c) {
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_send(sqe, c.fd(), c.send_data(pool_), c.send_left(), MSG_NOSIGNAL);
+    if (c.fixed) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, reinterpret_cast<__u64>(&c) | kSend);
     c.sending = true;
   }
@@ -524,7 +545,7 @@ class UringModel final : public IServerModel {
   void arm_recv(Connection& c) {
     io_uring_sqe* sqe = next_sqe();
     io_uring_prep_recv_multishot(sqe, c.fd(), nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->flags |= IOSQE_BUFFER_SELECT | (c.fixed ? IOSQE_FIXED_FILE : 0);
     sqe->buf_group = kBufferGroup;
     io_uring_sqe_set_data64(sqe, reinterpret_cast<__u64>(&c) | kRecv);
     c.recv_armed = true;
@@ -564,12 +585,19 @@ class UringModel final : public IServerModel {
     c.closing = true;
     if (c.busy()) {
       io_uring_sqe* sqe = next_sqe();
-      io_uring_prep_cancel_fd(sqe, c.fd(), IORING_ASYNC_CANCEL_ALL);
+      io_uring_prep_cancel_fd(
+          sqe, c.fd(), IORING_ASYNC_CANCEL_ALL | (c.fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
       io_uring_sqe_set_data64(sqe, kIgnore);
     }
   }
+  // The file table holds its own reference to the socket: empty the slot, or close() would
+  // not close it.
   void drop(Connection& c) {
     const auto fd = static_cast<std::size_t>(c.fd());
+    if (c.fixed) {
+      int none = -1;
+      io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &none, 1);
+    }
     connections_[fd].reset();  // closes the socket, releases its place under the caps
     --open_;
   }
@@ -619,6 +647,7 @@ class UringModel final : public IServerModel {
       pool_.publish();
     }
     if (busy()) ctx.log->warn("io_uring: requests still in flight at the stop");
+    if (file_slots_ > 0) io_uring_unregister_files(&ring_);  // the Finisher's close must close
     Finisher finisher(*ctx.endpoint);
     for (auto& c : connections_) {
       if (!c) continue;
@@ -722,6 +751,7 @@ class UringModel final : public IServerModel {
   unsigned features_ = 0;
   int enter_fd_ = -1;
   unsigned enter_flags_ = 0;
+  unsigned file_slots_ = 0;  // size of the ring's file table (0: none)
   BufferPool pool_;  // after ring_: unmapped first (the ring is gone by then: see ~UringModel)
   std::size_t high_water_ = 0;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
