@@ -51,11 +51,11 @@ struct Options {
   int queue_depth = 1024;     // submission queue entries
   int buffers = 1024;         // provided receive buffers, shared by every connection
   int buffer_size = 16384;    // bytes each
-  int batch = 1;              // completions to wait for, at most (never more than are open)
-  int min_wait_us = 0;        // how long to wait for a whole batch (kernel 6.12); 0: off
+  int batch = 32;             // completions to wait for, at most (never more than are open)
+  int min_wait_us = 50;       // how long to wait for a whole batch (kernel 6.12); 0: off
   bool defer_taskrun = true;  // SINGLE_ISSUER | DEFER_TASKRUN (else COOP_TASKRUN)
   bool register_ring = true;  // io_uring_register_ring_fd: no fdget of the ring per enter
-  bool fixed_files = true;    // sockets in the ring's file table: no file reference per request
+  bool fixed_files = false;   // sockets in the ring's file table: no file reference per request
 };
 
 // What a completion is for: a connection's recv or send (the pointer's low bits say which) or
