@@ -49,7 +49,7 @@ static_assert(sizeof(GeteventsArg) == sizeof(io_uring_getevents_arg));
 
 struct Options {
   int queue_depth = 1024;     // submission queue entries
-  int buffers = 1024;         // provided receive buffers, shared by every connection
+  int buffers = 256;          // provided receive buffers, shared by every connection
   int buffer_size = 16384;    // bytes each
   int batch = 32;             // completions to wait for, at most (never more than are open)
   int min_wait_us = 50;       // how long to wait for a whole batch (kernel 6.12); 0: off
@@ -90,6 +90,9 @@ class BufferPool {
         ::mmap(nullptr, data_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (data == MAP_FAILED) return errno;
     data_ = static_cast<char*>(data);
+    // Touched now, so that the pool is a fixed cost from the start rather than RSS that grows
+    // with traffic as the kernel cycles through the buffers.
+    std::memset(data_, 0, data_bytes_);
     io_uring_buf_ring_init(ring_);
     io_uring_buf_reg registration{};
     registration.ring_addr = reinterpret_cast<__u64>(ring_);
@@ -141,37 +144,46 @@ class BufferPool {
 // bytes received but not yet echoed (the send in flight, then the queue behind it). Owned by
 // the loop; its address is the user_data of its requests, so it lives until none is left.
 struct alignas(8) Connection : IdleList::Hook {
-  Connection(Accepted accepted, Endpoint& endpoint) noexcept
-      : socket(std::move(accepted.socket)),
-        admission(std::move(accepted.admission)),
-        endpoint(endpoint) {}
+  // Bytes waiting behind the send in flight, and that send when it is not from a held buffer:
+  // allocated only while an echo is pending, so an idle connection is ~100 bytes.
+  struct Backlog {
+    std::vector<char> queue;     // received while a send was in flight, in order
+    std::vector<char> outgoing;  // the send in flight
+  };
+
+  explicit Connection(Accepted accepted) noexcept
+      : socket(std::move(accepted.socket)), admission(std::move(accepted.admission)) {}
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
-  ~Connection() { endpoint.count_bytes(bytes_in, bytes_out); }
+  ~Connection() = default;
 
   [[nodiscard]] int fd() const noexcept { return socket.get(); }
   [[nodiscard]] bool busy() const noexcept { return recv_armed || sending; }
   [[nodiscard]] std::size_t send_left() const noexcept { return send_size - send_done; }
-  [[nodiscard]] std::size_t pending() const noexcept { return send_left() + queue.size(); }
+  [[nodiscard]] std::size_t queued() const noexcept { return backlog ? backlog->queue.size() : 0; }
+  [[nodiscard]] std::size_t pending() const noexcept { return send_left() + queued(); }
+  void enqueue(const char* bytes, std::size_t size) {
+    if (!backlog) backlog = std::make_unique<Backlog>();
+    backlog->queue.insert(backlog->queue.end(), bytes, bytes + size);
+  }
   [[nodiscard]] const char* send_data(const BufferPool& pool) const noexcept {
     return (held_buffer >= 0 ? pool.data(static_cast<unsigned short>(held_buffer))
-                             : outgoing.data()) +
+                             : backlog->outgoing.data()) +
            send_done;
   }
   // What the client is still owed, in order, for a lingering close.
   [[nodiscard]] std::vector<char> unsent(const BufferPool& pool) const {
-    std::vector<char> bytes(send_data(pool), send_data(pool) + send_left());
-    bytes.insert(bytes.end(), queue.begin(), queue.end());
+    std::vector<char> bytes;
+    if (send_left() > 0) bytes.assign(send_data(pool), send_data(pool) + send_left());
+    if (backlog) bytes.insert(bytes.end(), backlog->queue.begin(), backlog->queue.end());
     return bytes;
   }
 
   Fd socket;
   Admission admission;
-  Endpoint& endpoint;
-  std::vector<char> queue;     // received while a send was in flight, in order
-  std::vector<char> outgoing;  // the send in flight, when it is not from a held buffer
-  std::size_t send_size = 0;   // bytes of the send in flight (or cut short: see send_done)
-  std::size_t send_done = 0;   // of those, sent
+  std::unique_ptr<Backlog> backlog;
+  std::size_t send_size = 0;  // bytes of the send in flight (or cut short: see send_done)
+  std::size_t send_done = 0;  // of those, sent
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   int held_buffer = -1;  // provided buffer the send in flight is from
@@ -265,6 +277,7 @@ class UringModel final : public IServerModel {
   int serve(const ServerContext& ctx) {
     if (const int error = open_ring(ctx); error != 0) return error;
     high_water_ = ctx.high_water;
+    endpoint_ = ctx.endpoint;
     arm_poll(ctx.stop_fd, kStop);
     arm_poll(ctx.drain_fd, kDrain);
     for (int fd : ctx.listen_fds) {
@@ -420,7 +433,7 @@ class UringModel final : public IServerModel {
         if (static_cast<std::size_t>(fd) >= connections_.size()) {
           connections_.resize(static_cast<std::size_t>(fd) + 1);
         }
-        auto connection = std::make_unique<Connection>(std::move(accepted), *ctx.endpoint);
+        auto connection = std::make_unique<Connection>(std::move(accepted));
         ctx.log->debug("fd {}: accepted", fd);
         idle.touch(*connection, now);
         if (static_cast<unsigned>(fd) < file_slots_) {
@@ -457,13 +470,12 @@ class UringModel final : public IServerModel {
       idle.touch(c, now);
       if (c.closing) {
         pool_.give_back(buffer);
-      } else if (!c.sending && c.queue.empty() && pool_.may_hold() && !stopping_) {
+      } else if (!c.sending && c.queued() == 0 && pool_.may_hold() && !stopping_) {
         pool_.hold();
         c.held_buffer = buffer;
         start_send(c, size);
       } else {
-        const char* bytes = pool_.data(buffer);
-        c.queue.insert(c.queue.end(), bytes, bytes + size);
+        c.enqueue(pool_.data(buffer), size);
         pool_.give_back(buffer);
         if (!c.sending && !stopping_) send_queue(c);
       }
@@ -508,7 +520,7 @@ class UringModel final : public IServerModel {
       return;
     }
     release_outgoing(c);
-    if (!c.queue.empty()) {
+    if (c.queued() > 0) {
       send_queue(c);
     } else if (c.peer_done) {
       close_connection(c);
@@ -524,9 +536,9 @@ class UringModel final : public IServerModel {
   }
   // The queue becomes the send in flight; new bytes queue behind it.
   void send_queue(Connection& c) {
-    c.outgoing.clear();
-    c.outgoing.swap(c.queue);
-    start_send(c, c.outgoing.size());
+    c.backlog->outgoing.clear();
+    c.backlog->outgoing.swap(c.backlog->queue);
+    start_send(c, c.backlog->outgoing.size());
   }
   void submit_send(Connection& c) {
     io_uring_sqe* sqe = next_sqe();
@@ -539,7 +551,7 @@ class UringModel final : public IServerModel {
     if (c.held_buffer >= 0) pool_.release_held(static_cast<unsigned short>(c.held_buffer));
     c.held_buffer = -1;
     c.send_size = c.send_done = 0;
-    if (c.outgoing.capacity() > 0) std::vector<char>().swap(c.outgoing);  // idle costs nothing
+    if (c.backlog && c.backlog->queue.empty()) c.backlog.reset();  // idle costs nothing
   }
 
   void arm_recv(Connection& c) {
@@ -598,8 +610,14 @@ class UringModel final : public IServerModel {
       int none = -1;
       io_uring_register_files_update(&ring_, static_cast<unsigned>(fd), &none, 1);
     }
-    connections_[fd].reset();  // closes the socket, releases its place under the caps
+    retire(connections_[fd]);
     --open_;
+  }
+
+  // Closes the socket, releases its place under the caps, counts its bytes.
+  void retire(std::unique_ptr<Connection>& slot) {
+    endpoint_->count_bytes(slot->bytes_in, slot->bytes_out);
+    slot.reset();
   }
 
   // At stop_fd: cancel every request, let their completions in, then hand each socket and
@@ -629,8 +647,7 @@ class UringModel final : public IServerModel {
           if (cqe->flags & IORING_CQE_F_BUFFER) {
             const auto buffer = static_cast<unsigned short>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
             if (cqe->res > 0 && !c->closing) {  // still owed to the client
-              const char* bytes = pool_.data(buffer);
-              c->queue.insert(c->queue.end(), bytes, bytes + cqe->res);
+              c->enqueue(pool_.data(buffer), static_cast<std::size_t>(cqe->res));
               c->bytes_in += static_cast<std::uint64_t>(cqe->res);
             }
             pool_.give_back(buffer);
@@ -661,7 +678,7 @@ class UringModel final : public IServerModel {
     for (auto& c : connections_) {
       if (c && !c->busy()) {
         if (c->held_buffer >= 0) pool_.release_held(static_cast<unsigned short>(c->held_buffer));
-        c.reset();
+        retire(c);
       }
     }
     return 0;
@@ -754,6 +771,7 @@ class UringModel final : public IServerModel {
   unsigned file_slots_ = 0;  // size of the ring's file table (0: none)
   BufferPool pool_;  // after ring_: unmapped first (the ring is gone by then: see ~UringModel)
   std::size_t high_water_ = 0;
+  Endpoint* endpoint_ = nullptr;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<bool> listener_armed_;
   std::vector<std::unique_ptr<Connection>> connections_;  // indexed by descriptor
