@@ -346,6 +346,7 @@ class UringModel final : public IServerModel {
         }
       }
       io_uring_cq_advance(&ring_, seen);
+      last_batch_ = seen;
       pool_.publish();
       rearm_starved();
       if (stop) return stop_all(ctx);
@@ -733,11 +734,12 @@ class UringModel final : public IServerModel {
   }
 
   // One io_uring_enter per loop iteration: submits, runs the deferred completions, and waits
-  // for up to a batch of them (never more than the open connections, so a lone client is not
-  // held up), giving up after min-wait once one is in, or at timeout_ms (-1: none).
+  // for up to a batch of them (never more than the last wait brought or the open connections,
+  // so that clients are not held up for completions that will not come), giving up after
+  // min-wait once one is in, or at timeout_ms (-1: none).
   int submit_and_wait(int timeout_ms) {
-    unsigned wait_nr = static_cast<unsigned>(
-        std::clamp<std::size_t>(open_, 1, static_cast<std::size_t>(options_.batch)));
+    unsigned wait_nr = static_cast<unsigned>(std::clamp<std::size_t>(
+        std::min<std::size_t>(open_, last_batch_), 1, static_cast<std::size_t>(options_.batch)));
     if (io_uring_cq_ready(&ring_) > 0) wait_nr = 0;
     __kernel_timespec timeout{};
     GeteventsArg arg{};
@@ -778,6 +780,9 @@ class UringModel final : public IServerModel {
   std::size_t open_ = 0;                                  // non-null entries of connections_
   std::vector<int> starved_;  // descriptors whose recv ended with ENOBUFS
   bool stopping_ = false;     // at stop_fd: no new requests
+  // Completions the last wait brought: what a closed-loop client has in flight, so the next
+  // wait asks for about as many and no more (a lone client is answered at once).
+  std::size_t last_batch_ = 1;
 };
 
 }  // namespace
