@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,7 +52,7 @@ struct Options {
   int queue_depth = 1024;     // submission queue entries
   int buffers = 256;          // provided receive buffers, shared by every connection
   int buffer_size = 16384;    // bytes each
-  int batch = 32;             // completions to wait for, at most (never more than are open)
+  int batch = 32;             // completions to wait for, at most (see submit_and_wait)
   int min_wait_us = 50;       // how long to wait for a whole batch (kernel 6.12); 0: off
   bool defer_taskrun = true;  // SINGLE_ISSUER | DEFER_TASKRUN (else COOP_TASKRUN)
   bool register_ring = true;  // io_uring_register_ring_fd: no fdget of the ring per enter
@@ -212,7 +213,8 @@ class UringModel final : public IServerModel {
         ("uring.buffer-size", bounded(64, 1 << 20)->default_value(defaults.buffer_size),
          "bytes per receive buffer (64-1048576)")
         ("uring.batch", bounded(1, 4096)->default_value(defaults.batch),
-         "completions each wait asks for, at most the open connections (1-4096)")
+         "completions each wait asks for, at most (1-4096); it asks for no more than the last "
+         "wait brought")
         ("uring.min-wait-us", bounded(0, 100000)->default_value(defaults.min_wait_us),
          "microseconds a wait holds out for a whole batch once one completion is in; 0: off "
          "(needs kernel 6.12, IORING_FEAT_MIN_TIMEOUT)")
