@@ -25,9 +25,23 @@ std::string format_address(const sockaddr_storage& address) {
   return std::string(host) + ":" + std::to_string(ntohs(v4.sin_port));
 }
 
-}  // namespace
+// One listening socket on `address`; an invalid Fd with errno set if any step failed.
+Fd listen_on(const sockaddr* address, socklen_t length, int backlog, bool reuse_port) {
+  Fd fd(::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return fd;
+  int on = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if ((reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
+      ::bind(fd.get(), address, length) != 0 || ::listen(fd.get(), backlog) != 0) {
+    const int error = errno;
+    fd.reset();
+    errno = error;
+  }
+  return fd;
+}
 
-Listener open_listener(const std::string& host, std::uint16_t port, int backlog) {
+std::vector<Listener> open_group(const std::string& host, std::uint16_t port, int backlog,
+                                 std::size_t count, bool reuse_port) {
   const std::string where =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
   addrinfo hints{};
@@ -43,25 +57,42 @@ Listener open_listener(const std::string& host, std::uint16_t port, int backlog)
 
   int last_error = 0;
   for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    Fd fd = listen_on(ai->ai_addr, ai->ai_addrlen, backlog, reuse_port);
     if (!fd) {
-      last_error = errno;
-      continue;
-    }
-    int on = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), backlog) != 0) {
       last_error = errno;
       continue;
     }
     sockaddr_storage bound{};
     socklen_t length = sizeof bound;
     ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length);
-    return Listener{std::move(fd), format_address(bound)};
+    std::vector<Listener> group;
+    group.push_back(Listener{std::move(fd), format_address(bound)});
+    // The rest join the first one's group on the port it got.
+    while (group.size() < count) {
+      Fd next = listen_on(reinterpret_cast<const sockaddr*>(&bound), length, backlog, true);
+      if (!next) {
+        throw std::runtime_error("cannot open listener " + std::to_string(group.size() + 1) +
+                                 " of " + std::to_string(count) + " on " + group.front().address +
+                                 ": " + std::strerror(errno));
+      }
+      group.push_back(Listener{std::move(next), group.front().address});
+    }
+    return group;
   }
   std::string reason = std::strerror(last_error);
   if (last_error == EADDRINUSE) reason += " (is another server on this port?)";
   throw std::runtime_error("cannot listen on " + where + ": " + reason);
+}
+
+}  // namespace
+
+Listener open_listener(const std::string& host, std::uint16_t port, int backlog) {
+  return std::move(open_group(host, port, backlog, 1, false).front());
+}
+
+std::vector<Listener> open_reuseport_listeners(const std::string& host, std::uint16_t port,
+                                               int backlog, std::size_t count) {
+  return open_group(host, port, backlog, count, true);
 }
 
 }  // namespace echod

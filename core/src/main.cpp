@@ -163,6 +163,26 @@ class DrainReporter {
   std::thread thread_;
 };
 
+// Core's listeners: one on the address, or for a kCapReusePort model one per worker
+// ("<model>.workers", validated by the model when it was created).
+std::vector<Listener> open_listeners(const CoreSettings& core, const po::variables_map& settings,
+                                     const PluginDescriptor& model) {
+  if ((model.capabilities & kCapReusePort) == 0) {
+    std::vector<Listener> one;
+    one.push_back(open_listener(core.bind, core.port, core.backlog));
+    return one;
+  }
+  const std::string key = std::string(model.name) + ".workers";
+  const auto found = settings.find(key);
+  if (found == settings.end() || found->second.value().type() != typeid(int) ||
+      found->second.as<int>() < 1) {
+    throw std::runtime_error("model " + std::string(model.name) +
+                             " declares reuseport but no positive int option " + key);
+  }
+  return open_reuseport_listeners(core.bind, core.port, core.backlog,
+                                  static_cast<std::size_t>(found->second.as<int>()));
+}
+
 int serve(const CoreSettings& core, const po::variables_map& settings, const LoadedPlugin& plugin) {
   auto log = make_logger("echod", core.log_level);
   if (PluginError reason;
@@ -182,16 +202,22 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
   // Signals before listening, so a stop that arrives right after the log line is not lost.
   const StopDescriptors stop = install_stop_signals(
       {core.drain_timeout, core.stop_timeout, endpoint.phase_cell(), endpoint.open_cell()});
-  Listener listener = open_listener(core.bind, core.port, core.backlog);
-  const int listen_fds[] = {listener.fd.get()};
+  const std::vector<Listener> listeners = open_listeners(core, settings, *plugin.descriptor);
+  std::vector<int> listen_fds;
+  for (const Listener& listener : listeners)
+    listen_fds.push_back(listener.fd.get());
   shut_down_on_drain(listen_fds);
-  if (endpoint.draining()) ::shutdown(listener.fd.get(), SHUT_RDWR);  // a signal came first
+  if (endpoint.draining()) {  // a signal came first
+    for (int fd : listen_fds)
+      ::shutdown(fd, SHUT_RDWR);
+  }
   ServerContext context{listen_fds,      log->clone(core.model), settings, stop.stop_fd,
                         core.high_water, stop.drain_fd,          &endpoint};
   int result;
   {
     DrainReporter reporter(core, stop, endpoint, *log);  // before the line tests wait for
-    log->info("listening on {} model={}", listener.address, core.model);
+    if (listeners.size() > 1) log->info("{} SO_REUSEPORT listeners", listeners.size());
+    log->info("listening on {} model={}", listeners.front().address, core.model);
     result = instance.model().run(context);
   }
   if (result == 0 && endpoint.phase() == Phase::kDraining) log->info("drain complete");

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <iterator>
 #include <system_error>
 
 #include "echod/endpoint.hpp"
@@ -19,7 +20,8 @@ namespace {
 int g_drain_write_fd = -1;
 int g_stop_write_fd = -1;
 StopPlan g_plan{};
-int g_listeners[16];
+// Room for every listener core opens: one per address, or reuseport.workers (at most 1024).
+int g_listeners[1024];
 volatile sig_atomic_t g_listener_count = 0;
 std::atomic<std::uint32_t> g_open_at_drain{0};
 std::atomic<std::uint32_t> g_open_at_deadline{0};
@@ -138,7 +140,7 @@ void shut_down_on_drain(std::span<const int> listen_fds) {
   ::pthread_sigmask(SIG_BLOCK, &stops, &previous);
   int count = 0;
   for (int fd : listen_fds) {
-    if (count == 16) break;
+    if (count == static_cast<int>(std::size(g_listeners))) break;
     g_listeners[count++] = fd;
   }
   g_listener_count = count;

@@ -46,6 +46,11 @@ enum Capability : std::uint32_t {
   kCapConcurrent = 1u << 0,     // serves many clients at once (iterative does not)
   kCapForks = 1u << 1,          // runs connections in child processes
   kCapMultiThreaded = 1u << 2,  // runs connections on more than one thread
+  // One listener per worker: the model declares the int key "<name>.workers" and core opens
+  // that many SO_REUSEPORT listeners on the address, in order, so listen_fds[i] is worker i's
+  // and is the i-th socket of the kernel's reuseport group. Added in ABI 2 without a bump (see
+  // docs/architecture.md, "The seam").
+  kCapReusePort = 1u << 3,
 };
 
 // Everything a model needs while it runs. Owned by echod; outlives run().
@@ -58,6 +63,7 @@ enum Capability : std::uint32_t {
 // each a lingering close) and return. drain_fd is readable whenever stop_fd is.
 struct ServerContext {
   // Bound, listening, nonblocking, close-on-exec sockets. Owned by echod: do not close them.
+  // One per address; with kCapReusePort, "<name>.workers" of them on the one address.
   std::span<const int> listen_fds;
   // The model's logger. Use it, never spdlog's global registry (it is not shared across the
   // .so boundary). Per-connection events belong at debug level.
