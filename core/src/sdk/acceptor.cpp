@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 
 #include "echod/errno_policy.hpp"
 #include "echod/server_model.hpp"
@@ -21,6 +22,13 @@ Fd open_spare() noexcept {
 // flood of them returns to the loop (which serves the others) instead of keeping it here.
 constexpr int kMaxSkippedPerCall = 256;
 
+// Every Acceptor of the process takes this around accept4(), and shed_pending() around its whole
+// close-spare, accept, close, reopen-spare sequence: threads share one descriptor table, so
+// without it another thread's accept can take the slot the spare just freed, the spare cannot be
+// reopened, and that Acceptor can never shed again (reuseport's worker threads each have an
+// Acceptor and showed it). Uncontended, it costs a few nanoseconds per accepted connection.
+std::mutex descriptor_slot_mutex;
+
 }  // namespace
 
 Acceptor::Acceptor(int listen_fd, const ServerContext& ctx)
@@ -33,8 +41,12 @@ Acceptor::Result Acceptor::accept() noexcept {
   for (int skipped = 0; skipped < kMaxSkippedPerCall;) {
     sockaddr_storage peer{};
     socklen_t peer_size = sizeof peer;
-    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd;
+    {
+      std::lock_guard slot(descriptor_slot_mutex);
+      fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_size,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    }
     if (fd >= 0) {
       Fd socket(fd);
       Admission admission = endpoint_.admit(fd, peer, peer_size);
@@ -85,6 +97,7 @@ void Acceptor::log_failure(int error) noexcept {
 // the loop here.
 void Acceptor::shed_pending() noexcept {
   constexpr int kMaxShedPerCall = 1024;
+  std::unique_lock slot(descriptor_slot_mutex);
   spare_.reset();
   int shed = 0;
   while (shed < kMaxShedPerCall) {
@@ -97,6 +110,7 @@ void Acceptor::shed_pending() noexcept {
     ++shed;
   }
   spare_ = open_spare();
+  slot.unlock();
   shed_count_ += static_cast<unsigned long>(shed);
   endpoint_.count_shed(static_cast<std::uint64_t>(shed));
   // Once per burst: a flood must not turn into a flood of log lines.
