@@ -470,6 +470,7 @@ std::string capability_names(std::uint32_t capabilities) {
   add(kCapConcurrent, "concurrent");
   add(kCapForks, "forks");
   add(kCapMultiThreaded, "multi-threaded");
+  add(kCapEventDriven, "event-driven");
   return names.empty() ? "one-client-at-a-time" : names;
 }
 

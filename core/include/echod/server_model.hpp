@@ -46,6 +46,10 @@ enum Capability : std::uint32_t {
   kCapConcurrent = 1u << 0,     // serves many clients at once (iterative does not)
   kCapForks = 1u << 1,          // runs connections in child processes
   kCapMultiThreaded = 1u << 2,  // runs connections on more than one thread
+  // Serves its connections from event loops, not a thread or process each, with no ceiling of
+  // its own below the descriptor limit (select's FD_SETSIZE is one): it can hold 10,000 mostly
+  // idle connections at once (the soak suite checks exactly that).
+  kCapEventDriven = 1u << 3,
 };
 
 // Everything a model needs while it runs. Owned by echod; outlives run().
