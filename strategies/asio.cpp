@@ -129,4 +129,4 @@ class AsioModel final : public IServerModel {
 
 ECHOD_PLUGIN(AsioModel, "asio",
              "Boost.Asio completion handlers on an io_context run by asio.threads threads",
-             echod::kCapConcurrent | echod::kCapMultiThreaded)
+             echod::kCapConcurrent | echod::kCapMultiThreaded | echod::kCapEventDriven)

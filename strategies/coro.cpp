@@ -141,4 +141,4 @@ class CoroModel final : public IServerModel {
 
 ECHOD_PLUGIN(CoroModel, "coro",
              "Boost.Asio C++20 coroutines (co_await), one per connection, on coro.threads threads",
-             echod::kCapConcurrent | echod::kCapMultiThreaded)
+             echod::kCapConcurrent | echod::kCapMultiThreaded | echod::kCapEventDriven)

@@ -32,4 +32,4 @@ class EpollModel final : public IServerModel {
 
 ECHOD_PLUGIN(EpollModel, "epoll",
              "one thread, nonblocking sockets, epoll readiness (level- or edge-triggered)",
-             echod::kCapConcurrent)
+             echod::kCapConcurrent | echod::kCapEventDriven)

@@ -57,4 +57,4 @@ class PollModel final : public IServerModel {
 
 ECHOD_PLUGIN(PollModel, "poll",
              "one thread, nonblocking sockets, poll() readiness (no descriptor ceiling)",
-             echod::kCapConcurrent)
+             echod::kCapConcurrent | echod::kCapEventDriven)

@@ -306,4 +306,4 @@ ECHOD_PLUGIN(ReusePortModel, "reuseport",
              "N workers sharing nothing, each with its own SO_REUSEPORT listener and epoll loop "
              "(threads or processes)",
              echod::kCapConcurrent | echod::kCapMultiThreaded | echod::kCapForks |
-                 echod::kCapReusePort)
+                 echod::kCapReusePort | echod::kCapEventDriven)

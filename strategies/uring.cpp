@@ -792,4 +792,4 @@ class UringModel final : public IServerModel {
 ECHOD_PLUGIN(UringModel, "uring",
              "one thread, io_uring completions: multishot recv into provided buffers, send "
              "from them (DEFER_TASKRUN)",
-             echod::kCapConcurrent)
+             echod::kCapConcurrent | echod::kCapEventDriven)

@@ -471,6 +471,7 @@ std::string capability_names(std::uint32_t capabilities) {
   add(kCapForks, "forks");
   add(kCapMultiThreaded, "multi-threaded");
   add(kCapReusePort, "reuseport");
+  add(kCapEventDriven, "event-driven");
   return names.empty() ? "one-client-at-a-time" : names;
 }
 

@@ -110,7 +110,8 @@ struct ModelDescription {
   std::string error;  // empty on success; otherwise why describing failed, with echod's stderr
   std::string name;
   std::string summary;
-  std::set<std::string> capabilities;  // "concurrent", "forks", "multi-threaded"; empty if none
+  std::set<std::string> capabilities;  // "concurrent", "event-driven", "forks", "multi-threaded";
+                                       // empty if none
   std::string file;
 };
 

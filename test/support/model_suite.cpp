@@ -9,7 +9,7 @@ namespace echod::test {
 namespace {
 
 // Every capability a case may be tagged with; see echod::Capability.
-const char* const kCapabilityTags[] = {"concurrent", "forks", "multi-threaded"};
+const char* const kCapabilityTags[] = {"concurrent", "event-driven", "forks", "multi-threaded"};
 
 // Listed when the model cannot be described, so that test discovery registers a case that
 // fails loudly instead of registering nothing (CatchAddTests ignores positive exit codes).

@@ -24,7 +24,7 @@ struct SuiteTarget {
   std::string binary;
   std::string model;
   std::vector<std::string> echod_args;  // from --echod-arg, passed to every echod started
-  std::set<std::string> capabilities;   // "concurrent", "forks", "multi-threaded"
+  std::set<std::string> capabilities;   // "concurrent", "event-driven", "forks", "multi-threaded"
 };
 
 [[nodiscard]] const SuiteTarget& suite_target();

@@ -165,6 +165,62 @@ double tree_cpu_seconds(pid_t pid) {
   return total;
 }
 
+long long tree_cpu_ticks(pid_t pid) {
+  long long total = 0;
+  for (pid_t process : [&] {
+         std::vector<pid_t> all = descendant_pids(pid);
+         all.push_back(pid);
+         return all;
+       }()) {
+    if (auto stat = read_stat(process)) total += static_cast<long long>(stat->cpu_ticks);
+  }
+  return total;
+}
+
+std::vector<pid_t> pids_holding_connection(pid_t root, unsigned server_port, unsigned client_port) {
+  // Lines of /proc/net/tcp: "sl local_address rem_address st ... uid timeout inode", addresses
+  // as HEXIP:HEXPORT.
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // header
+  std::string inode;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, skip;
+    fields >> slot >> local >> remote;
+    for (int field = 4; field <= 9; ++field)
+      fields >> skip;  // st, tx:rx queues, tr:when, retrnsmt, uid, timeout
+    std::string node;
+    fields >> node;
+    const auto port_of = [](const std::string& address) {
+      const auto colon = address.rfind(':');
+      return colon == std::string::npos ? 0ul : std::stoul(address.substr(colon + 1), nullptr, 16);
+    };
+    if (port_of(local) == server_port && port_of(remote) == client_port && node != "0") {
+      inode = node;
+      break;
+    }
+  }
+  std::vector<pid_t> holders;
+  if (inode.empty()) return holders;
+  const std::string wanted = "socket:[" + inode + "]";
+  std::vector<pid_t> candidates = descendant_pids(root);
+  candidates.push_back(root);
+  for (pid_t pid : candidates) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    for (pid_t fd : numeric_entries(dir)) {
+      char target[128];
+      const std::string link = dir + "/" + std::to_string(fd);
+      const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+      if (n > 0 && std::string(target, static_cast<std::size_t>(n)) == wanted) {
+        holders.push_back(pid);
+        break;
+      }
+    }
+  }
+  return holders;
+}
+
 char process_state(pid_t pid) {
   auto stat = read_stat(pid);
   return stat ? stat->state : '\0';

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace echod::test {
@@ -38,6 +39,16 @@ namespace echod::test {
 // cpu_seconds of `pid` plus every descendant still there: the CPU of a server that forks or
 // whose children come and go (those already reaped are not counted).
 [[nodiscard]] double tree_cpu_seconds(pid_t pid);
+
+// User plus system CPU time of `pid` and every descendant still there, in clock ticks
+// (utime + stime of /proc/PID/stat, 1/sysconf(_SC_CLK_TCK) s each); 0 if all are gone.
+[[nodiscard]] long long tree_cpu_ticks(pid_t pid);
+
+// `root` or those of its descendants that hold the server side of the IPv4 TCP connection
+// between local port `server_port` and peer port `client_port` (its socket inode, found in
+// /proc/net/tcp, among their /proc/PID/fd links): which worker serves a given client.
+[[nodiscard]] std::vector<pid_t> pids_holding_connection(pid_t root, unsigned server_port,
+                                                         unsigned client_port);
 
 // The state letter of /proc/PID/stat ('R', 'S', 'Z' for a zombie, ...); 0 if gone.
 [[nodiscard]] char process_state(pid_t pid);

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -156,5 +157,45 @@ TEST_CASE("an idle, caught-up connection holds no buffer memory", "[buffer]") {
   REQUIRE(echoed.size() == sent.size());
   CHECK(buffer.pending() == 0);
   CHECK_FALSE(buffer.wants_write());
+  CHECK(buffer.reserved() == 0);
+}
+
+// A peer that reads a little now and then while the server keeps receiving: the queue's heap
+// never exceeds the high-water mark (issue 16: "flood without reading" bounds each connection
+// by high-water + one scratch buffer; a vector that doubled and slid its sent prefix held twice
+// the mark), and every byte still comes back in order.
+TEST_CASE("a lagging peer costs at most the high-water mark of queue memory", "[buffer]") {
+  auto [server, client] = make_pair_with_small_buffers();
+  const std::size_t high_water = 48 * 1024 + 7;  // no power of two: a doubling vector shows
+  ConnectionBuffer buffer(high_water);
+  std::vector<char> scratch(echod::kScratchSize);
+  const auto sent = pattern(4 * 1024 * 1024);
+  std::vector<char> echoed;
+  std::size_t fed = 0;
+  std::size_t most_reserved = 0;
+  std::size_t most_pending = 0;
+  for (int rounds = 0; echoed.size() < sent.size(); ++rounds) {
+    REQUIRE(rounds < 2000000);
+    fed = feed(client.get(), sent, fed);
+    if (buffer.wants_write()) REQUIRE(buffer.flush(server.get()) != IoStatus::kError);
+    if (buffer.wants_read()) {
+      const IoStatus status = buffer.echo_once(server.get(), scratch);
+      REQUIRE((status == IoStatus::kProgress || status == IoStatus::kWouldBlock));
+    }
+    most_reserved = std::max(most_reserved, buffer.reserved());
+    most_pending = std::max(most_pending, buffer.pending());
+    if (rounds % 5 == 0) {  // the peer takes up to 1 KiB at a time
+      char chunk[1024];
+      const ssize_t n = ::recv(client.get(), chunk, sizeof chunk, 0);
+      if (n > 0) echoed.insert(echoed.end(), chunk, chunk + n);
+    }
+  }
+  INFO("high-water " << high_water << ": at most " << most_pending << " bytes pending, "
+                     << most_reserved << " bytes reserved");
+  CHECK(most_pending <= high_water);
+  CHECK(most_pending >= high_water / 2);  // the mark was reached: the bound was tested
+  CHECK(most_reserved <= high_water);
+  REQUIRE(echoed.size() == sent.size());
+  CHECK(echoed == sent);
   CHECK(buffer.reserved() == 0);
 }

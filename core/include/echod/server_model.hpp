@@ -51,6 +51,10 @@ enum Capability : std::uint32_t {
   // and is the i-th socket of the kernel's reuseport group. Added in ABI 2 without a bump (see
   // docs/architecture.md, "The seam").
   kCapReusePort = 1u << 3,
+  // Serves its connections from event loops, not a thread or process each, with no ceiling of
+  // its own below the descriptor limit (select's FD_SETSIZE is one): it can hold 10,000 mostly
+  // idle connections at once (the soak suite checks exactly that).
+  kCapEventDriven = 1u << 4,
 };
 
 // Everything a model needs while it runs. Owned by echod; outlives run().

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "echod/errno_policy.hpp"
 
@@ -43,13 +44,39 @@ IoStatus ConnectionBuffer::fail(int error) noexcept {
   }
 }
 
-void ConnectionBuffer::enqueue(const char* data, std::size_t size) {
-  if (sent_ > 0 && sent_ >= queue_.size() / 2) {
-    // Compact before growing, so the queue stays near high_water + one scratch buffer.
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(sent_));
-    sent_ = 0;
+void ConnectionBuffer::reallocate(std::size_t capacity) {
+  // for_overwrite: pages of a large ring stay untouched (and out of RSS) until bytes land there.
+  auto ring = std::make_unique_for_overwrite<char[]>(capacity);
+  const std::size_t first = std::min(pending_, capacity_ - head_);
+  if (pending_ > 0) {
+    std::memcpy(ring.get(), ring_.get() + head_, first);
+    std::memcpy(ring.get() + first, ring_.get(), pending_ - first);
   }
-  queue_.insert(queue_.end(), data, data + size);
+  ring_ = std::move(ring);
+  capacity_ = capacity;
+  head_ = 0;
+}
+
+void ConnectionBuffer::enqueue(const char* data, std::size_t size) {
+  const std::size_t needed = pending_ + size;
+  if (needed > capacity_) {
+    // First the tail of one read; once that fills, the whole high-water mark. More only if a
+    // caller read past wants_read() (then double, so that misuse still costs amortized O(1)).
+    std::size_t capacity = capacity_ == 0 ? needed : std::max(needed, high_water_);
+    if (capacity_ >= high_water_) capacity = std::max(needed, 2 * capacity_);
+    reallocate(capacity);
+  }
+  std::size_t tail = (head_ + pending_) % capacity_;
+  const std::size_t first = std::min(size, capacity_ - tail);
+  std::memcpy(ring_.get() + tail, data, first);
+  std::memcpy(ring_.get(), data + first, size - first);
+  pending_ += size;
+}
+
+std::span<const char> ConnectionBuffer::unsent() {
+  if (pending_ == 0) return {};
+  if (head_ + pending_ > capacity_) reallocate(capacity_);  // wrapped: straighten
+  return {ring_.get() + head_, pending_};
 }
 
 IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
@@ -87,15 +114,21 @@ IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
 }
 
 IoStatus ConnectionBuffer::flush(int fd) noexcept {
-  if (!wants_write()) return IoStatus::kProgress;
-  ssize_t sent = send_some(fd, queue_.data() + sent_, pending());
-  if (sent < 0) return fail(errno);
-  sent_ += static_cast<std::size_t>(sent);
-  bytes_sent_ += static_cast<std::size_t>(sent);
-  if (pending() > 0) return IoStatus::kWouldBlock;
+  while (wants_write()) {
+    // The oldest bytes up to the end of the ring, then (next turn) those that wrapped.
+    const std::size_t contiguous = std::min(pending_, capacity_ - head_);
+    const ssize_t sent = send_some(fd, ring_.get() + head_, contiguous);
+    if (sent < 0) return fail(errno);
+    const auto moved = static_cast<std::size_t>(sent);
+    head_ = (head_ + moved) % capacity_;
+    pending_ -= moved;
+    bytes_sent_ += moved;
+    if (moved < contiguous) return IoStatus::kWouldBlock;
+  }
   // Caught up: give the memory back, so idle connections hold none.
-  std::vector<char>().swap(queue_);
-  sent_ = 0;
+  ring_.reset();
+  capacity_ = 0;
+  head_ = 0;
   return IoStatus::kProgress;
 }
 
