@@ -11,7 +11,6 @@
 #include <stdexcept>
 
 namespace echod {
-namespace {
 
 std::string format_address(const sockaddr_storage& address) {
   char host[INET6_ADDRSTRLEN] = {};
@@ -24,8 +23,6 @@ std::string format_address(const sockaddr_storage& address) {
   ::inet_ntop(AF_INET, &v4.sin_addr, host, sizeof host);
   return std::string(host) + ":" + std::to_string(ntohs(v4.sin_port));
 }
-
-}  // namespace
 
 Listener open_listener(const std::string& host, std::uint16_t port, int backlog) {
   const std::string where =
