@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -135,7 +136,7 @@ class DrainReporter {
     ::pthread_sigmask(SIG_BLOCK, &all, &previous);
     thread_ = std::thread([&, drain = core.drain_timeout, stop] {
       if (!wait_for(stop.drain_fd)) return;
-      notify_service_manager("STOPPING=1");
+      notify_stopping();
       if (endpoint.phase() == Phase::kDraining) {
         log.info(
             "draining: listeners closed; serving {} open connections for up to {} s "
@@ -155,6 +156,8 @@ class DrainReporter {
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(done_.get(), &one, sizeof one);
     thread_.join();
+    // A drain with no open connections can end before the thread saw the signal.
+    if (endpoint_.draining()) notify_stopping();
   }
 
  private:
@@ -172,6 +175,10 @@ class DrainReporter {
     return pfds[1].revents == 0;
   }
 
+  void notify_stopping() {
+    if (!stopping_sent_.exchange(true)) notify_service_manager("STOPPING=1");
+  }
+
   void report_status() {
     if (!service_manager_listening()) return;
     const std::uint32_t open = endpoint_.open_cell()->load(std::memory_order_relaxed);
@@ -183,6 +190,7 @@ class DrainReporter {
   Fd done_;
   Endpoint& endpoint_;
   std::uint32_t last_status_open_ = UINT32_MAX;
+  std::atomic<bool> stopping_sent_{false};
   std::thread thread_;
 };
 
