@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-program-options-dev libspdlog-dev libfmt-dev catch2 liburing-dev
   nlohmann-json3-dev
+  prometheus-cpp-dev  # --metrics (prometheus-cpp core and pull)
+  libsystemd-dev systemd  # socket activation, sd_notify; systemd-socket-activate for the tests
   netcat-openbsd socat python3 procps util-linux
   python3-matplotlib golang-go chromium
   clang libclang-rt-14-dev  # libFuzzer for test/fuzz (.ci/run builds the targets with clang)

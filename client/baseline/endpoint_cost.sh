@@ -4,6 +4,7 @@
 # with the idle timeout off, and (optionally) an echod built before them (OLD_BIN_DIR). Each
 # server pinned to CPU 0, echo-bench to CPU 1; 64 B ping-pong at 100 and 1,000 connections;
 # the servers alternate ROUNDS times so drift hits all alike; medians are printed.
+# METRICS=1 adds echod with --metrics, scraped once a second (from CPU 1) while it runs.
 #
 #   client/baseline/endpoint_cost.sh [BIN_DIR] [SECONDS] [ROUNDS] [OLD_BIN_DIR]
 #
@@ -16,7 +17,10 @@ rounds=${3:-3}
 old_bin_dir=${4:-}
 work=$(mktemp -d)
 server_pid=""
+scraper_pid=""
+metrics_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
+  if [ -n "$scraper_pid" ]; then kill "$scraper_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -31,9 +35,16 @@ start_server() {  # name -> sets server_pid and port
              --drain-timeout=0 2>"$log" >/dev/null & ;;
     echod-idle-off) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 \
              --drain-timeout=0 --idle-timeout=0 2>"$log" >/dev/null & ;;
+    echod-metrics) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 \
+             --drain-timeout=0 --metrics="127.0.0.1:$metrics_port" 2>"$log" >/dev/null &
+      server_pid=$!
+      (while :; do taskset -c 1 curl -sf "http://127.0.0.1:$metrics_port/metrics" >/dev/null || true;
+         sleep 1; done) &
+      scraper_pid=$!
+      ;;
     echod-before) taskset -c 0 "$old_bin_dir/echod" --model=epoll --port=0 2>"$log" >/dev/null & ;;
   esac
-  server_pid=$!
+  [ "$1" = echod-metrics ] || server_pid=$!
   port=""
   for _ in $(seq 100); do
     port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$log" | head -1)
@@ -43,11 +54,13 @@ start_server() {  # name -> sets server_pid and port
   [ -n "$port" ] || { echo "$1 did not start: $(cat "$log")" >&2; exit 1; }
 }
 stop_server() {
+  if [ -n "$scraper_pid" ]; then kill "$scraper_pid"; wait "$scraper_pid" 2>/dev/null || true; scraper_pid=""; fi
   kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 }
 
 servers=(baseline echod echod-idle-off)
 [ -n "$old_bin_dir" ] && servers+=(echod-before)
+[ "${METRICS:-0}" = 1 ] && servers+=(echod-metrics)
 printf "%-12s %-6s %-16s %12s %12s %14s\n" connections round server messages msg/s "cpu us/msg"
 for connections in 100 1000; do
   for round in $(seq "$rounds"); do

@@ -104,6 +104,8 @@ po::options_description core_options() {
       ("bind,b", po::value<std::string>()->default_value("127.0.0.1"),
        "address to listen on (IPv4 or IPv6, e.g. 0.0.0.0 or ::)")
       ("port,p", bounded(0, 65535)->default_value(7777), "TCP port (0-65535); 0 picks a free one")
+      ("metrics", po::value<std::string>()->default_value(""),
+       "serve Prometheus metrics over HTTP on ADDR:PORT (e.g. 127.0.0.1:9100; off by default)")
       ("backlog", bounded(1, 65535)->default_value(SOMAXCONN),
        "listen backlog (1-65535; the kernel caps it at net.core.somaxconn)")
       ("high-water", bounded<std::size_t>(1024, std::size_t{1} << 30)->default_value(std::size_t{1} << 20),
@@ -201,6 +203,8 @@ CoreSettings core_settings(const po::variables_map& settings) {
   core.model = settings["model"].as<std::string>();
   core.bind = settings["bind"].as<std::string>();
   core.port = static_cast<std::uint16_t>(settings["port"].as<int>());
+  core.metrics = settings["metrics"].as<std::string>();
+  core.address_given = !settings["bind"].defaulted() || !settings["port"].defaulted();
   core.backlog = settings["backlog"].as<int>();
   core.high_water = settings["high-water"].as<std::size_t>();
   core.log_level = settings["log-level"].as<std::string>();

@@ -39,6 +39,8 @@ struct CoreSettings {
   std::string model;
   std::string bind;
   std::uint16_t port = 0;
+  std::string metrics;         // --metrics ADDR:PORT, empty: off
+  bool address_given = false;  // --bind or --port set (command line or config), not defaulted
   int backlog = 0;
   std::size_t high_water = 0;
   std::string log_level;

@@ -11,7 +11,6 @@
 #include <stdexcept>
 
 namespace echod {
-namespace {
 
 std::string format_address(const sockaddr_storage& address) {
   char host[INET6_ADDRSTRLEN] = {};
@@ -24,6 +23,8 @@ std::string format_address(const sockaddr_storage& address) {
   ::inet_ntop(AF_INET, &v4.sin_addr, host, sizeof host);
   return std::string(host) + ":" + std::to_string(ntohs(v4.sin_port));
 }
+
+namespace {
 
 // One listening socket on `address`; an invalid Fd with errno set if any step failed.
 Fd listen_on(const sockaddr* address, socklen_t length, int backlog, bool reuse_port) {

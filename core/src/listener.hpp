@@ -1,6 +1,8 @@
 // Listening sockets are opened by core, never by models.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,5 +27,8 @@ Listener open_listener(const std::string& host, std::uint16_t port, int backlog)
 // what SO_ATTACH_REUSEPORT_CBPF selects by. Throws like open_listener; none stays open then.
 std::vector<Listener> open_reuseport_listeners(const std::string& host, std::uint16_t port,
                                                int backlog, std::size_t count);
+
+// "127.0.0.1:7777" or "[::1]:7777" for a bound address.
+std::string format_address(const sockaddr_storage& address);
 
 }  // namespace echod

@@ -8,11 +8,13 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -21,8 +23,10 @@
 #include "echod/server_model.hpp"
 #include "listener.hpp"
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "plugin_loader.hpp"
 #include "signals.hpp"
+#include "systemd.hpp"
 
 #ifndef ECHOD_VERSION
 #define ECHOD_VERSION "0.0.0"
@@ -114,20 +118,25 @@ void print_model_list(const PluginRegistry& registry, bool detailed) {
 }
 
 // Reports the drain as it happens: its start (with how many connections it waits for) and its
-// deadline. A thread of its own, so that no model has to; it blocks every signal, so signals
-// (SIGCHLD for the forking models' signalfd above all) go to the model's threads as before.
+// deadline; and, under systemd (NOTIFY_SOCKET), STOPPING=1 at the first signal and a STATUS=
+// line with the open connections every kStatusInterval while it changes (not per connection).
+// A thread of its own, so that no model has to; it blocks every signal, so signals (SIGCHLD
+// for the forking models' signalfd above all) go to the model's threads as before.
 // Owned by serve(); joined before the summary.
 class DrainReporter {
  public:
+  static constexpr int kStatusIntervalMs = 2000;
+
   DrainReporter(const CoreSettings& core, const StopDescriptors& stop, Endpoint& endpoint,
                 spdlog::logger& log)
-      : done_(::eventfd(0, EFD_CLOEXEC)) {
+      : done_(::eventfd(0, EFD_CLOEXEC)), endpoint_(endpoint) {
     if (!done_) throw std::system_error(errno, std::generic_category(), "eventfd");
     sigset_t all, previous;
     sigfillset(&all);
     ::pthread_sigmask(SIG_BLOCK, &all, &previous);
     thread_ = std::thread([&, drain = core.drain_timeout, stop] {
       if (!wait_for(stop.drain_fd)) return;
+      notify_stopping();
       if (endpoint.phase() == Phase::kDraining) {
         log.info(
             "draining: listeners closed; serving {} open connections for up to {} s "
@@ -147,27 +156,67 @@ class DrainReporter {
     const std::uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(done_.get(), &one, sizeof one);
     thread_.join();
+    // A drain with no open connections can end before the thread saw the signal.
+    if (endpoint_.draining()) notify_stopping();
   }
 
  private:
-  // True once `fd` is readable; false once the server is done.
-  bool wait_for(int fd) const {
+  // True once `fd` is readable; false once the server is done. Under systemd, wakes every
+  // kStatusIntervalMs to update STATUS= when the open count changed.
+  bool wait_for(int fd) {
     pollfd pfds[2] = {{fd, POLLIN, 0}, {done_.get(), POLLIN, 0}};
-    while (::poll(pfds, 2, -1) < 0) {
-      if (errno != EINTR) return false;
+    const int timeout = service_manager_listening() ? kStatusIntervalMs : -1;
+    for (;;) {
+      report_status();
+      const int ready = ::poll(pfds, 2, timeout);
+      if (ready < 0 && errno != EINTR) return false;
+      if (ready > 0) break;
     }
     return pfds[1].revents == 0;
   }
 
+  void notify_stopping() {
+    if (!stopping_sent_.exchange(true)) notify_service_manager("STOPPING=1");
+  }
+
+  void report_status() {
+    if (!service_manager_listening()) return;
+    const std::uint32_t open = endpoint_.open_cell()->load(std::memory_order_relaxed);
+    if (open == last_status_open_) return;
+    last_status_open_ = open;
+    notify_service_manager("STATUS=" + std::to_string(open) + " open connections");
+  }
+
   Fd done_;
+  Endpoint& endpoint_;
+  std::uint32_t last_status_open_ = UINT32_MAX;
+  std::atomic<bool> stopping_sent_{false};
   std::thread thread_;
 };
 
-// Core's listeners: one on the address, or for a kCapReusePort model one per worker
-// ("<model>.workers", validated by the model when it was created).
+// Core's listeners: the one systemd passed (socket activation), else one bound on
+// --bind/--port, or for a kCapReusePort model one per worker ("<model>.workers", validated by
+// the model when it was created). With a passed socket, --bind/--port are not used; if set, a
+// log line says so (a config file may be shared between a socket-activated unit and a plain
+// one). A reuseport model needs a group of its own and refuses a passed socket.
 std::vector<Listener> open_listeners(const CoreSettings& core, const po::variables_map& settings,
-                                     const PluginDescriptor& model) {
-  if ((model.capabilities & kCapReusePort) == 0) {
+                                     const PluginDescriptor& model, spdlog::logger& log) {
+  const bool reuse_port = (model.capabilities & kCapReusePort) != 0;
+  if (std::optional<Listener> passed = inherited_listener()) {
+    if (reuse_port) {
+      throw std::runtime_error("model " + std::string(model.name) +
+                               " opens one SO_REUSEPORT listener per worker and cannot serve "
+                               "the single socket systemd passed");
+    }
+    if (core.address_given) {
+      log.info("serving the socket systemd passed ({}); --bind/--port ({}:{}) not used",
+               passed->address, core.bind, core.port);
+    }
+    std::vector<Listener> one;
+    one.push_back(std::move(*passed));
+    return one;
+  }
+  if (!reuse_port) {
     std::vector<Listener> one;
     one.push_back(open_listener(core.bind, core.port, core.backlog));
     return one;
@@ -198,11 +247,16 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
   }
   ModelInstance instance(plugin, created);
   Endpoint endpoint(core.limits, log->clone(core.model));
+  std::optional<MetricsServer> metrics;  // read the endpoint at each scrape; destroyed first
+  if (!core.metrics.empty()) {
+    metrics.emplace(core.metrics, endpoint, core.model, ECHOD_VERSION);
+    log->info("metrics on http://{}/metrics (port {})", core.metrics, metrics->address());
+  }
 
   // Signals before listening, so a stop that arrives right after the log line is not lost.
   const StopDescriptors stop = install_stop_signals(
       {core.drain_timeout, core.stop_timeout, endpoint.phase_cell(), endpoint.open_cell()});
-  const std::vector<Listener> listeners = open_listeners(core, settings, *plugin.descriptor);
+  const std::vector<Listener> listeners = open_listeners(core, settings, *plugin.descriptor, *log);
   std::vector<int> listen_fds;
   for (const Listener& listener : listeners)
     listen_fds.push_back(listener.fd.get());
@@ -218,6 +272,7 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
     DrainReporter reporter(core, stop, endpoint, *log);  // before the line tests wait for
     if (listeners.size() > 1) log->info("{} SO_REUSEPORT listeners", listeners.size());
     log->info("listening on {} model={}", listeners.front().address, core.model);
+    notify_service_manager("READY=1\nSTATUS=serving on " + listeners.front().address);
     result = instance.model().run(context);
   }
   if (result == 0 && endpoint.phase() == Phase::kDraining) log->info("drain complete");

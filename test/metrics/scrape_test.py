@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""--metrics against what a client did, for one model (issue 18).
+
+Runs echod with --metrics on a free loopback port, opens CONNECTIONS clients that each echo
+BYTES bytes, scrapes while they are open (echod_connections_open must equal the clients held),
+closes them, and scrapes again: accepted, closed{kind="client"} and the byte counters must match
+what the clients sent and received exactly; the model label must name the model.
+
+usage: scrape_test.py ECHOD MODEL
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+CONNECTIONS = 20
+BYTES = 10000
+TIMEOUT = 20.0
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=TIMEOUT) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        match = re.match(r'^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$', line)
+        if match:
+            values[match.group(1)] = float(match.group(2))
+    return text, values
+
+
+def wait_for(port, key, wanted):
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        text, values = scrape(port)
+        if values.get(key) == wanted or time.monotonic() > deadline:
+            return text, values
+        time.sleep(0.05)
+
+
+def main():
+    echod, model = sys.argv[1], sys.argv[2]
+    described = subprocess.run([echod, "--model", model, "--describe-model"],
+                               capture_output=True, text=True, check=True).stdout
+    capabilities = re.search(r"^capabilities: (.*)$", described, re.M).group(1).split(",")
+    # A one-client-at-a-time model serves the next client only after the last one closed.
+    held = CONNECTIONS if "concurrent" in capabilities else 1
+    metrics_port = free_port()
+    server = subprocess.Popen([echod, "--model", model, "--port", "0",
+                               "--metrics", "127.0.0.1:%d" % metrics_port],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        line = b""
+        while b"listening on" not in line:
+            line = server.stdout.readline()
+            if not line:
+                fail("echod exited before listening")
+            print(line.decode().rstrip())
+        port = int(re.search(rb"listening on [^ ]*:(\d+)", line).group(1))
+        clients = []
+        payload = os.urandom(BYTES)
+        for index in range(CONNECTIONS):
+            if len(clients) == held:
+                clients.pop(0).close()
+            client = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            client.sendall(payload)
+            echoed = bytearray()
+            while len(echoed) < BYTES:
+                chunk = client.recv(65536)
+                if not chunk:
+                    fail("server closed early")
+                echoed += chunk
+            if bytes(echoed) != payload:
+                fail("echo differs")
+            clients.append(client)
+        _, during = wait_for(metrics_port, "echod_connections_open", held)
+        print("while open: accepted=%s open=%s" % (during.get("echod_connections_accepted_total"),
+                                                    during.get("echod_connections_open")))
+        if during.get("echod_connections_open") != held:
+            fail("echod_connections_open %r, %d clients connected"
+                 % (during.get("echod_connections_open"), held))
+        for client in clients:
+            client.close()
+        # Bytes are added when a connection closes, not always before its place is released.
+        wait_for(metrics_port, "echod_connections_open", 0)
+        text, after = wait_for(metrics_port, "echod_sent_bytes_total", CONNECTIONS * BYTES)
+        print(text)
+        expected = {
+            "echod_connections_accepted_total": CONNECTIONS,
+            "echod_connections_open": 0,
+            'echod_connections_closed_total{kind="client"}': CONNECTIONS,
+            "echod_received_bytes_total": CONNECTIONS * BYTES,
+            "echod_sent_bytes_total": CONNECTIONS * BYTES,
+        }
+        for key, wanted in expected.items():
+            print("%s = %r (client did %d)" % (key, after.get(key), wanted))
+            if after.get(key) != wanted:
+                fail("%s is %r, expected %d" % (key, after.get(key), wanted))
+        if ('echod_info{model="%s"' % model) not in text:
+            fail("no echod_info with model=%s" % model)
+        if after.get("process_resident_memory_bytes", 0) <= 0:
+            fail("no process_resident_memory_bytes")
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=TIMEOUT)
+        print(output.decode(errors="replace"))
+        if server.returncode != 0:
+            fail("echod exited %d" % server.returncode)
+        print("PASS: %s metrics match %d connections, %d bytes each way"
+              % (model, CONNECTIONS, CONNECTIONS * BYTES))
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()
