@@ -58,7 +58,8 @@ int online_cpus() {
 
 struct Options {
   int workers = online_cpus();
-  std::string mode = "threads";
+  std::string mode = "processes";  // as nginx: a dead worker is forked again, own fd limits
+                                   // process's descriptor limit caps echod
   std::string steer = "hash";
   EpollLoopOptions loop;
 };
