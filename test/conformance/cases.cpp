@@ -361,18 +361,7 @@ TEST_CASE("connection churn") {
 
   // Warm up once, then take the baseline once the descriptor count has settled.
   REQUIRE(connect_client(server.port()).echo(message));
-  const auto settled_fds = [&] {
-    int previous = -2;
-    const auto deadline = Clock::now() + 5s;
-    for (int stable = 0; stable < 3 && Clock::now() < deadline;) {
-      std::this_thread::sleep_for(50ms);
-      const int now = open_fd_count(pid);
-      stable = now == previous ? stable + 1 : 0;
-      previous = now;
-    }
-    return previous;
-  };
-  const int baseline_fds = settled_fds();
+  const int baseline_fds = settled_fd_count(pid);
   const long baseline_kib = rss_kib(pid);
 
   for (int i = 0; i < kConnections; ++i) {

@@ -58,20 +58,6 @@ std::uint16_t local_port(const TestClient& client) {
   return ntohs(address.sin_port);
 }
 
-// Descriptors of echod once their number stopped changing (three equal samples 50 ms apart),
-// or the last sample after `timeout`.
-int settled_fd_count(pid_t pid, Millis timeout = 5s) {
-  int previous = -2;
-  const auto deadline = Clock::now() + timeout;
-  for (int stable = 0; stable < 3 && Clock::now() < deadline;) {
-    std::this_thread::sleep_for(50ms);
-    const int now = open_fd_count(pid);
-    stable = now == previous ? stable + 1 : 0;
-    previous = now;
-  }
-  return previous;
-}
-
 int zombie_count(pid_t pid) {
   int count = 0;
   for (pid_t child : descendant_pids(pid))

@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace echod::test {
 namespace {
@@ -150,6 +151,18 @@ int open_fd_count(pid_t pid) {
   if (dir == nullptr) return -1;
   ::closedir(dir);
   return static_cast<int>(numeric_entries(path).size());
+}
+
+int settled_fd_count(pid_t pid, std::chrono::milliseconds timeout) {
+  int previous = -2;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (int stable = 0; stable < 3 && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const int now = open_fd_count(pid);
+    stable = now == previous ? stable + 1 : 0;
+    previous = now;
+  }
+  return previous;
 }
 
 double cpu_seconds(pid_t pid) {

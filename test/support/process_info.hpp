@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ namespace echod::test {
 
 // Entries in /proc/PID/fd (open descriptors); -1 if the process is gone.
 [[nodiscard]] int open_fd_count(pid_t pid);
+// open_fd_count once it stopped changing (three equal samples 50 ms apart), or the last sample
+// after `timeout`.
+[[nodiscard]] int settled_fd_count(pid_t pid,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 // User plus system CPU time the process has used, in seconds; -1 if it is gone.
 [[nodiscard]] double cpu_seconds(pid_t pid);
