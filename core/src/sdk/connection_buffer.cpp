@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "echod/errno_policy.hpp"
+#include "plain_syscalls.hpp"
 
 namespace echod {
 namespace {
@@ -16,7 +17,7 @@ namespace {
 ssize_t send_some(int fd, const char* data, std::size_t size) noexcept {
   std::size_t total = 0;
   while (total < size) {
-    ssize_t n = ::send(fd, data + total, size - total, MSG_NOSIGNAL);
+    ssize_t n = plain::send(fd, data + total, size - total, MSG_NOSIGNAL);
     if (n > 0) {
       total += static_cast<std::size_t>(n);
       continue;
@@ -84,7 +85,7 @@ IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
   std::size_t want = std::min(scratch.size(), std::max<std::size_t>(room, 1));
   ssize_t received;
   do {
-    received = ::recv(fd, scratch.data(), want, 0);
+    received = plain::recv(fd, scratch.data(), want, 0);
   } while (received < 0 && errno == EINTR);
   if (received == 0) return IoStatus::kEof;
   if (received < 0) return fail(errno);

@@ -14,6 +14,7 @@
 #include "echod/idle_list.hpp"
 #include "echod/options.hpp"
 #include "echod/server_model.hpp"
+#include "plain_syscalls.hpp"
 
 namespace echod {
 namespace {
@@ -68,7 +69,8 @@ class EpollLoop {
         const auto pause = std::chrono::ceil<std::chrono::milliseconds>(resume_accepting - now);
         timeout_ms = earliest_timeout(timeout_ms, static_cast<int>(pause.count()));
       }
-      const int ready = ::epoll_wait(epoll_.get(), events.data(), options_.max_events, timeout_ms);
+      const int ready =
+          plain::epoll_wait(epoll_.get(), events.data(), options_.max_events, timeout_ms);
       if (ready < 0) {
         if (errno == EINTR) continue;
         return log_call_failure(*ctx.log, "epoll_wait", errno);
