@@ -4,6 +4,7 @@
 // error, stop timeout), 2 for a bad command line, configuration or plugin.
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
@@ -194,6 +195,21 @@ class DrainReporter {
   std::thread thread_;
 };
 
+// The model gets a descriptor table apart from core's own threads (the drain reporter, the
+// metrics exposer), which touch no connection. While a table is shared by several threads the
+// kernel takes and drops a reference on the file at every descriptor lookup (fdget's slow
+// path): two atomic writes to the socket's struct file per recv, send and epoll_wait, a cache
+// miss apiece with many connections. With a table of its own, a single-threaded model looks up
+// descriptors as a single-threaded C server does; threads a model starts share its table as
+// before. What core opened so far (listeners, stop and drain descriptors) is in both tables,
+// and core's threads hold their copies until they are joined. Where unshare is refused (a
+// seccomp filter), the table stays shared, which costs only that.
+void give_model_its_own_descriptor_table(spdlog::logger& log) {
+  if (::unshare(CLONE_FILES) != 0) {
+    log.debug("unshare(CLONE_FILES): {}; the descriptor table stays shared", std::strerror(errno));
+  }
+}
+
 // Core's listeners: the one systemd passed (socket activation), else one bound on
 // --bind/--port, or for a kCapReusePort model one per worker ("<model>.workers", validated by
 // the model when it was created). With a passed socket, --bind/--port are not used; if set, a
@@ -273,6 +289,7 @@ int serve(const CoreSettings& core, const po::variables_map& settings, const Loa
     if (listeners.size() > 1) log->info("{} SO_REUSEPORT listeners", listeners.size());
     log->info("listening on {} model={}", listeners.front().address, core.model);
     notify_service_manager("READY=1\nSTATUS=serving on " + listeners.front().address);
+    give_model_its_own_descriptor_table(*log);
     result = instance.model().run(context);
   }
   if (result == 0 && endpoint.phase() == Phase::kDraining) log->info("drain complete");

@@ -140,6 +140,13 @@ class Worker {
   void sweep_timeouts(Nanos now);
   void publish_progress();
 
+  // Closes every descriptor of this worker in the worker's thread (whose private descriptor
+  // table they live in), also when run() leaves by an exception.
+  struct DescriptorsClosedOnReturn {
+    Worker& worker;
+    ~DescriptorsClosedOnReturn();
+  };
+
   const RunSetup& setup_;
   const Nanos connect_timeout_;
   const Nanos reply_timeout_;
