@@ -1,5 +1,5 @@
 // A scripted stand-in for one nonblocking socket, for the ConnectionBuffer fuzz target. The
-// target compiles core's connection_buffer.cpp with recv() and send() redirected here (see
+// target compiles core's connection_buffer.cpp with its recv and send redirected here (see
 // connection_buffer_under_fake.cpp), so the fuzz input decides every call's outcome: how many
 // bytes arrive or are taken, EAGAIN, EINTR, a reset. Single-threaded, like the code under test.
 #pragma once
