@@ -9,10 +9,16 @@
 # Client CPU per message = client CPU seconds (user + system) in the measured window / messages
 # echoed in it; echo-bench's comes from its JSON (cpu.client, messages.measured), the minimal
 # client's from its own output line. The target is a ratio within 1.1.
+#
+# TOGETHER=1 runs the two clients at the same time instead of one after the other (both on
+# CPU 1, each with its own CONNECTIONS to the one server), for a machine whose speed drifts
+# between runs: both see the same seconds, so the drift cancels in the ratio; each then has a
+# share of CPU 1, which changes CPU per message little.
 set -euo pipefail
 bin_dir=${1:-build/bin}
 seconds=${2:-5}
 rounds=${3:-3}
+together=${TOGETHER:-0}
 server_cpu=0
 client_cpu=1
 work=$(mktemp -d)
@@ -29,16 +35,30 @@ for _ in $(seq 50); do grep -q "listening on" "$work/server.err" 2>/dev/null && 
 port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$work/server.err")
 [ -n "$port" ] || { echo "baseline server did not start" >&2; exit 1; }
 
+run_minimal() {
+  taskset -c "$client_cpu" "$bin_dir/epoll-pingpong-client" "$port" "$connections" "$seconds" 64
+}
+run_echo_bench() {
+  taskset -c "$client_cpu" "$bin_dir/echo-bench" steady "$port" -c "$connections" -s 64 \
+    -d "$seconds" --warmup 1 -q --json "$work/bench.json" >/dev/null
+}
+
 printf "%-12s %-6s %-18s %14s %14s\n" connections round client messages "cpu us/msg"
 for connections in 100 1000; do
   for round in $(seq "$rounds"); do
-    minimal=$(taskset -c "$client_cpu" "$bin_dir/epoll-pingpong-client" "$port" "$connections" \
-      "$seconds" 64)
+    if [ "$together" = 1 ]; then
+      run_echo_bench &
+      bench_pid=$!
+      sleep 1  # echo-bench's warm-up: the two measured windows coincide
+      minimal=$(run_minimal)
+      wait "$bench_pid"
+    else
+      minimal=$(run_minimal)
+      run_echo_bench
+    fi
     set -- $minimal
     printf "%-12s %-6s %-18s %14s %14s\n" "$connections" "$round" minimal "$2" "${10}"
     echo "$connections minimal ${10}" >>"$work/results"
-    taskset -c "$client_cpu" "$bin_dir/echo-bench" steady "$port" -c "$connections" -s 64 \
-      -d "$seconds" --warmup 1 -q --json "$work/bench.json" >/dev/null
     python3 - "$work/bench.json" "$connections" "$round" >>"$work/results" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
