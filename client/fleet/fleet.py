@@ -298,6 +298,7 @@ class Monitor(threading.Thread):
         for name, value in list(row["servers"].items()) + [("clients", row["clients"]),
                                                              ("lb", row["balancer"])]:
             self.peak_established[name] = max(self.peak_established.get(name, 0), value)
+        row["mem_available_kib"] = mem_available_kib()
         self.samples.append(row)
         return row
 
@@ -311,6 +312,14 @@ class Monitor(threading.Thread):
         (each counts a connection once, whatever sits between)."""
         return max((min(row["clients"], sum(row["servers"].values())) for row in self.samples),
                    default=0)
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return 0
 
 
 def summary_counts(log_path):
@@ -543,6 +552,7 @@ class Fleet:
         servers = self.start_servers(directory)
         balancers = self.start_balancer(directory) if scenario == "haproxy" else []
         settle_rss = {name: tree_rss_kib(p.pid) for name, p in servers.items()}
+        available_before = mem_available_kib()
         monitor = Monitor(servers, balancers, [])
         launched = time.monotonic()
         clients = self.start_clients(directory, scenario, servers)
@@ -586,7 +596,8 @@ class Fleet:
         for process in balancers:
             self.processes.stop(process)
         return self.report(scenario, directory, servers, balancers, clients, monitor, window,
-                           cpu, settle_rss, received, pool_end, exits, drain, all_held)
+                           cpu, settle_rss, received, pool_end, exits, drain, all_held,
+                           available_before)
 
     # --- the report ---------------------------------------------------------------------------
 
@@ -596,7 +607,7 @@ class Fleet:
         return result.returncode, result.stdout + result.stderr
 
     def report(self, scenario, directory, servers, balancers, clients, monitor, window, cpu,
-               settle_rss, received, pool_end, exits, drain, all_held):
+               settle_rss, received, pool_end, exits, drain, all_held, available_before):
         args = self.args
         reports = {c.json_path: read_json(c.json_path) for c in clients}
         missing = [p for p, r in reports.items() if r is None]
@@ -659,6 +670,10 @@ class Fleet:
                        "errors": (merged.get("errors") or {}).get("total"),
                        "messages_per_s": (merged.get("messages") or {}).get("per_second"),
                        "lost": (merged.get("messages") or {}).get("lost")},
+            # Machine-wide (every host, the kernel's socket memory included; other programs on
+            # the machine move it too): MemAvailable before the clients started, least during.
+            "mem_available_drop_kib": available_before - min(
+                (row["mem_available_kib"] for row in monitor.samples), default=available_before),
             "window_s": window, "clients": hosts, "servers": server_rows, "balancer": balancer,
             "server_commands": {n: " ".join(p.argv) for n, p in servers.items()},
             "drain": drain}
@@ -679,7 +694,10 @@ class Fleet:
                f"    {s['command']}", "",
                f"Most connections held at once end to end (sampled each second, clients' and "
                f"servers' count): {s['held_at_once']}. CPU window: {s['window_s']:.1f} s "
-               f"(all held, until the earliest end of a client's measured window).", "",
+               f"(all held, until the earliest end of a client's measured window). Machine "
+               f"MemAvailable fell by at most {s['mem_available_drop_kib']} KiB during the run "
+               f"({1024 * s['mem_available_drop_kib'] / max(1, s['held_at_once']):.0f} bytes per "
+               f"connection held, every host and the kernel together).", "",
                "| client host | processes | connections | established | open at end | msg/s "
                "| p50 | p99 | p99.9 | errors | echo-bench CPU % | status |",
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
