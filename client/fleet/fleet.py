@@ -236,7 +236,7 @@ def bytes_received(namespace):
 def haproxy_stats(socket_path):
     """`show stat` of one HAProxy process: {server name: row} for backend echod's servers."""
     with socket.socket(socket.AF_UNIX) as stats:
-        stats.settimeout(2)
+        stats.settimeout(15)  # a process busy accepting a connection storm answers late
         stats.connect(socket_path)
         stats.sendall(b"show stat\n")
         data = b""
