@@ -333,6 +333,20 @@ def summary_counts(log_path):
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found[-1])} if found else {}
 
 
+def refused_or_shed(counts):
+    """Connections echod turned away (its caps, EMFILE), from its stop summary."""
+    keys = ("refused_max_connections", "refused_per_ip", "shed_emfile")
+    return sum(counts.get(k, 0) for k in keys) if counts else "–"
+
+
+def echoed_in_full(counts):
+    """Bytes echod received, and whether it sent back as many (its stop summary)."""
+    if "bytes_in" not in counts:
+        return "–"
+    same = "yes" if counts["bytes_in"] == counts.get("bytes_out") else "NO"
+    return f"{counts['bytes_in']} ({same})"
+
+
 def parse_seconds(text):
     """echo-bench's durations as this script passes them: 500ms, 10s, 2m, or plain seconds."""
     found = re.fullmatch(r"([0-9.]+)(ms|s|m)?", text)
@@ -708,8 +722,8 @@ class Fleet:
                        f"{fmt_us(h['p99_us'])} | {fmt_us(h['p99_9_us'])} | {h['errors']} | "
                        f"{h['client_cpu_percent']:.1f} | {h['status']} |")
         out += ["", "| server host | peak established | accepted | HAProxy sessions | msg/s "
-                "| CPU s | CPU % | RSS idle KiB | RSS peak KiB | exit |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| CPU s | CPU % | RSS idle KiB | RSS peak KiB | refused/shed | bytes in = out | exit |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in s["servers"]:
             rate = "–" if r["messages_per_s"] is None else f"{r['messages_per_s']:.0f}"
             cpu_s = "–" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
@@ -717,6 +731,7 @@ class Fleet:
             out.append(f"| {r['host']} | {r['peak_established']} | {r['accepted']} | "
                        f"{r['haproxy_sessions'] if r['haproxy_sessions'] is not None else '–'} | "
                        f"{rate} | {cpu_s} | {cpu_p} | {r['rss_idle_kib']} | {r['rss_peak_kib']} "
+                       f"| {refused_or_shed(r['summary'])} | {echoed_in_full(r['summary'])} "
                        f"| {r['exit_status']} |")
         if s["balancer"]:
             b = s["balancer"]
