@@ -12,6 +12,7 @@ packages=(
   netcat-openbsd socat python3 procps util-linux
   python3-matplotlib golang-go chromium
   clang libclang-rt-14-dev  # libFuzzer for test/fuzz (.ci/run builds the targets with clang)
+  haproxy iproute2  # the fleet (client/fleet, ctest -L fleet): a balancer, ip netns
 )
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi

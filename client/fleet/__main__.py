@@ -1,0 +1,5 @@
+import sys
+
+from client.fleet.fleet import main
+
+sys.exit(main())
