@@ -104,8 +104,8 @@ struct EndpointCounts {
   std::uint64_t shed_emfile = 0;
   std::uint64_t closed_idle = 0;
   std::uint64_t drained = 0;
-  std::uint64_t errors =
-      0;  // admitted connections that ended on an I/O error (Admission::mark_failed)
+  // Admitted connections that ended on an I/O error (Admission::mark_failed).
+  std::uint64_t errors = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t open = 0;
