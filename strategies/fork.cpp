@@ -35,6 +35,12 @@ struct Options {
 // How long children get to close their connection after a stop before they are SIGKILLed.
 constexpr std::chrono::milliseconds kChildStopGrace{1000};
 
+// A child's exit status says how its connection ended: the parent holds the connection's place
+// under the caps and, when it releases it, counts an I/O error in the endpoint's errors.
+constexpr int kChildDone = 0;      // EOF, idle timeout or stop
+constexpr int kChildFailed = 1;    // an unexpected error (the child warned), or an exception
+constexpr int kChildPeerGone = 2;  // reset, broken pipe, ...: an error, but no warning
+
 class ForkModel final : public IServerModel {
  public:
   static void declare_options(po::options_description& options) {
@@ -137,14 +143,24 @@ class ForkModel final : public IServerModel {
     for (int fd : ctx.listen_fds)
       ::close(fd);  // the child's copies: it never accepts, and must not keep the port open
     lower_own_priority(nice);
-    const ServeEnd end = serve_blocking({std::move(connection), {}}, ctx);
-    return end == ServeEnd::kFailed ? 1 : 0;
+    switch (serve_blocking({std::move(connection), {}}, ctx)) {
+      case ServeEnd::kFailed:
+        return kChildFailed;
+      case ServeEnd::kPeerGone:
+        return kChildPeerGone;
+      default:
+        return kChildDone;
+    }
   }
 
   void reap(ChildProcesses& children, const ServerContext& ctx) {
     for (const auto& exit : children.reap()) {
-      admissions_.erase(exit.pid);
-      const bool clean = WIFEXITED(exit.status) && WEXITSTATUS(exit.status) == 0;
+      const int code = WIFEXITED(exit.status) ? WEXITSTATUS(exit.status) : -1;
+      if (const auto it = admissions_.find(exit.pid); it != admissions_.end()) {
+        if (code == kChildFailed || code == kChildPeerGone) it->second.mark_failed();
+        admissions_.erase(it);
+      }
+      const bool clean = code == kChildDone || code == kChildPeerGone;
       ctx.log->log(clean ? spdlog::level::debug : spdlog::level::warn, "child {} {}", exit.pid,
                    describe_exit(exit.status));
     }

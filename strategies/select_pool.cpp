@@ -334,6 +334,7 @@ class SelectPoolModel final : public IServerModel {
   }
   void fail(Connection& c, const char* call, int error, const ServerContext& ctx) {
     c.failed = true;
+    c.admission.mark_failed();  // counted once, when the reactor closes it
     const ErrnoClass kind = classify_errno(error);
     if (kind == ErrnoClass::kPeerGone || kind == ErrnoClass::kConnectionAborted) {
       ctx.log->debug("fd {}: {}: {}", c.fd.get(), call, errno_name(error));

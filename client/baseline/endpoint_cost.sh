@@ -3,8 +3,10 @@
 # by side in one run: with the endpoint guarantees at their defaults (caps, idle timeout 300 s),
 # with the idle timeout off, and (optionally) an echod built before them (OLD_BIN_DIR). Each
 # server pinned to CPU 0, echo-bench to CPU 1; 64 B ping-pong at 100 and 1,000 connections;
-# the servers alternate ROUNDS times so drift hits all alike; medians are printed.
-# METRICS=1 adds echod with --metrics, scraped once a second (from CPU 1) while it runs.
+# the servers alternate ROUNDS times, each round starting one server further along the list (so
+# none always runs first or last), so drift hits all alike; medians are printed.
+# METRICS=1 adds echod with --metrics, scraped once a second (from CPU 1) while it runs;
+# SERVERS="baseline echod echod-metrics" runs only the servers named.
 #
 #   client/baseline/endpoint_cost.sh [BIN_DIR] [SECONDS] [ROUNDS] [OLD_BIN_DIR]
 #
@@ -61,10 +63,13 @@ stop_server() {
 servers=(baseline echod echod-idle-off)
 [ -n "$old_bin_dir" ] && servers+=(echod-before)
 [ "${METRICS:-0}" = 1 ] && servers+=(echod-metrics)
+# SERVERS="baseline echod echod-metrics": only these (more rounds in the same time).
+[ -n "${SERVERS:-}" ] && read -r -a servers <<<"$SERVERS"
 printf "%-12s %-6s %-16s %12s %12s %14s\n" connections round server messages msg/s "cpu us/msg"
 for connections in 100 1000; do
   for round in $(seq "$rounds"); do
-    for server in "${servers[@]}"; do
+    shift_by=$(( (round - 1) % ${#servers[@]} ))
+    for server in "${servers[@]:shift_by}" "${servers[@]:0:shift_by}"; do
       start_server "$server"
       taskset -c 1 "$bin_dir/echo-bench" steady "127.0.0.1:$port" -c "$connections" -s 64 \
         -d "$seconds" --warmup 1 -q --server-pid "$server_pid" --json "$work/bench.json" \
@@ -77,7 +82,7 @@ server = report["cpu"]["server"]
 messages = report["messages"]["measured"]
 per_message = (server["user_s"] + server["system_s"]) / messages * 1e6
 rate = messages / report["measured_seconds"]
-print(f"{sys.argv[2]} {sys.argv[4]} {per_message:.3f} {rate:.0f} {report['status']}")
+print(f"{sys.argv[2]} {sys.argv[3]} {sys.argv[4]} {per_message:.3f} {rate:.0f} {report['status']}")
 print(f"{sys.argv[2]:<12} {sys.argv[3]:<6} {sys.argv[4]:<16} {messages:>12} {rate:>12.0f} "
       f"{per_message:>14.3f}  {report['status']}", file=sys.stderr)
 PY
@@ -89,18 +94,30 @@ python3 - "$work/results" <<'PY'
 import collections, statistics, sys
 costs = collections.defaultdict(list)
 rates = collections.defaultdict(list)
+by_round = {}
 for line in open(sys.argv[1]):
-    connections, server, cost, rate, status = line.split()
+    connections, round_, server, cost, rate, status = line.split()
     costs[(connections, server)].append(float(cost))
     rates[(connections, server)].append(float(rate))
-print("| connections | server | CPU µs/msg (median) | vs baseline | msg/s (median) |")
-print("|---|---|---|---|---|")
+    by_round[(connections, round_, server)] = float(cost)
+# Paired: each run against the baseline of its own round (minutes apart at most), so a machine
+# that drifts between rounds moves both sides of each ratio alike.
+paired = collections.defaultdict(list)
+for (connections, round_, server), cost in by_round.items():
+    base = by_round.get((connections, round_, "baseline"))
+    if base:
+        paired[(connections, server)].append(cost / base)
+print("| connections | server | CPU µs/msg (median) | vs baseline | vs baseline, paired by round (median) | msg/s (median) |")
+print("|---|---|---|---|---|---|")
 for connections in ("100", "1000"):
+    if (connections, "baseline") not in costs:
+        continue
     base = statistics.median(costs[(connections, "baseline")])
     for (c, server), values in sorted(costs.items()):
         if c != connections:
             continue
         cost = statistics.median(values)
-        print(f"| {connections} | {server} | {cost:.3f} | {cost / base:.3f} | "
+        ratio = statistics.median(paired[(c, server)]) if paired[(c, server)] else float("nan")
+        print(f"| {connections} | {server} | {cost:.3f} | {cost / base:.3f} | {ratio:.3f} | "
               f"{statistics.median(rates[(c, server)]):.0f} |")
 PY

@@ -75,10 +75,11 @@ class EndpointCollector : public prometheus::Collectable {
     const auto counter = MetricType::Counter;
     const auto gauge = MetricType::Gauge;
     // Every admitted connection that is no longer open was closed; the client closed those
-    // that neither the idle timeout nor the drain ended (a drain-phase close counts as drain).
+    // that neither ended on an I/O error nor were closed by the idle timeout or the drain (an
+    // error counts as one even during a drain; any other drain-phase close counts as drain).
     const std::uint64_t closed = c.accepted - c.open;
-    const std::uint64_t by_server = c.closed_idle + c.drained;
-    const std::uint64_t by_client = closed > by_server ? closed - by_server : 0;
+    const std::uint64_t otherwise = c.errors + c.closed_idle + c.drained;
+    const std::uint64_t by_client = closed > otherwise ? closed - otherwise : 0;
     double cpu = 0, rss = 0;
     process_usage(cpu, rss);
     std::vector<MetricFamily> out;
@@ -90,7 +91,7 @@ class EndpointCollector : public prometheus::Collectable {
                          {value_metric(gauge, static_cast<double>(c.open))}));
     out.push_back(family(
         "echod_connections_closed_total",
-        "Connections ended, by kind: client (the client closed or failed), idle_timeout, drain "
+        "Connections ended, by kind: client (the client closed cleanly), idle_timeout, drain "
         "(closed after the first stop signal); refused_max_connections, refused_per_ip and "
         "shed_emfile were never admitted",
         counter,
@@ -101,6 +102,10 @@ class EndpointCollector : public prometheus::Collectable {
                       {{"kind", "refused_max_connections"}}),
          value_metric(counter, static_cast<double>(c.refused_per_ip), {{"kind", "refused_per_ip"}}),
          value_metric(counter, static_cast<double>(c.shed_emfile), {{"kind", "shed_emfile"}})}));
+    out.push_back(family("echod_connection_errors_total",
+                         "Admitted connections that ended on an I/O error (reset, broken pipe, "
+                         "an unexpected errno from recv or send)",
+                         counter, {value_metric(counter, static_cast<double>(c.errors))}));
     out.push_back(family("echod_received_bytes_total",
                          "Bytes received on connections that have closed (added at close)", counter,
                          {value_metric(counter, static_cast<double>(c.bytes_in))}));

@@ -186,7 +186,10 @@ class SpliceModel final : public IServerModel {
       if (queued > 0 && (hangup || (fds[0].revents & POLLOUT))) {
         const ssize_t sent = ::splice(pipe.out.get(), nullptr, fd, nullptr, queued,
                                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (sent < 0 && !expected(errno, fd, "splice to socket", ctx)) break;
+        if (sent < 0 && !expected(errno, fd, "splice to socket", ctx)) {
+          connection.admission.mark_failed();  // counted in echod_connection_errors_total
+          break;
+        }
         if (sent > 0) {
           queued -= static_cast<std::size_t>(sent);
           pipe_full = false;
@@ -195,7 +198,10 @@ class SpliceModel final : public IServerModel {
       if (!peer_done && !pipe_full && (hangup || (fds[0].revents & POLLIN))) {
         const ssize_t got = ::splice(fd, nullptr, pipe.in.get(), nullptr, capacity,
                                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (got < 0 && !expected(errno, fd, "splice from socket", ctx)) break;
+        if (got < 0 && !expected(errno, fd, "splice from socket", ctx)) {
+          connection.admission.mark_failed();
+          break;
+        }
         // EAGAIN with bytes queued means no room in the pipe (an empty pipe always has room).
         if (got < 0) pipe_full = queued > 0;
         if (got == 0) peer_done = true;

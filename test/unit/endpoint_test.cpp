@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <spdlog/sinks/null_sink.h>
@@ -163,6 +164,32 @@ TEST_CASE("drained counts connections that end once the drain has begun", "[endp
   during.release();
   CHECK(endpoint.counts().drained == 1);
   CHECK_THAT(endpoint.summary(), Catch::Contains("accepted=2 ") && Catch::Contains("drained=1 "));
+}
+
+TEST_CASE("errors counts connections marked failed, during a drain too, and not as drained",
+          "[endpoint]") {
+  EndpointLimits limits;
+  limits.max_per_ip = 0;
+  Endpoint endpoint(limits, quiet_log());
+  Admission clean = admit(endpoint, "10.0.0.1");
+  Admission reset = admit(endpoint, "10.0.0.1");
+  Admission reset_while_draining = admit(endpoint, "10.0.0.1");
+  Admission moved_from = admit(endpoint, "10.0.0.1");
+  clean.release();
+  reset.mark_failed();
+  reset.release();
+  CHECK(endpoint.counts().errors == 1);
+  moved_from.mark_failed();
+  Admission moved_to = std::move(moved_from);  // the mark goes with the place
+  endpoint.phase_cell()->store(static_cast<int>(echod::Phase::kDraining));
+  reset_while_draining.mark_failed();
+  reset_while_draining.release();
+  moved_to.release();
+  const auto counts = endpoint.counts();
+  CHECK(counts.errors == 3);
+  CHECK(counts.drained == 0);
+  CHECK(counts.open == 0);
+  CHECK_THAT(endpoint.summary(), Catch::Contains(" errors=3 "));
 }
 
 TEST_CASE("the idle list expires the least recently active first, and only those", "[endpoint]") {

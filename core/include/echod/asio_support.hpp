@@ -89,7 +89,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // At a stop: hands the socket and the bytes read but not yet echoed to the loop's Finisher
   // (a lingering close at the drain's deadline, a plain close otherwise).
   void finish(std::span<const char> unsent);
-  // The connection is over (EOF, error, idle close): logs why at the right level and closes.
+  // The connection is over (EOF, error, idle close): logs why at the right level and closes;
+  // an error counts in the endpoint's errors.
   void end(const error_code& ec);
 
  private:
@@ -413,6 +414,11 @@ inline void Connection::finish(std::span<const char> unsent) {
 inline void Connection::end(const error_code& ec) {
   if (idle_timer_) idle_timer_->cancel();
   if (!closed_idle_) loop_.log_end(socket, ec);
+  // Anything but the peer's EOF or a cancellation (the idle close, a stop) is an I/O error.
+  if (ec && ec != asio::error::eof && ec != asio::error::operation_aborted && !closed_idle_ &&
+      socket.is_open()) {
+    admission_.mark_failed();
+  }
   close();
 }
 

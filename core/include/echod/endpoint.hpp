@@ -64,12 +64,15 @@ class Admission {
  public:
   Admission() noexcept = default;
   Admission(Admission&& other) noexcept
-      : endpoint_(std::exchange(other.endpoint_, nullptr)), slot_(other.slot_) {}
+      : endpoint_(std::exchange(other.endpoint_, nullptr)),
+        slot_(other.slot_),
+        failed_(other.failed_) {}
   Admission& operator=(Admission&& other) noexcept {
     if (this != &other) {
       release();
       endpoint_ = std::exchange(other.endpoint_, nullptr);
       slot_ = other.slot_;
+      failed_ = other.failed_;
     }
     return *this;
   }
@@ -78,6 +81,11 @@ class Admission {
   ~Admission() { release(); }
 
   [[nodiscard]] bool valid() const noexcept { return endpoint_ != nullptr; }
+  // The connection ended on an I/O error (reset, broken pipe, any errno but EAGAIN/EINTR from
+  // recv or send): when the place is released it counts as an error rather than as a close by
+  // the client or the drain. Call before release() (or before the Admission is destroyed).
+  // Nothing is written until then, so this costs the hot path nothing.
+  void mark_failed() noexcept { failed_ = true; }
   void release() noexcept;
 
  private:
@@ -85,6 +93,7 @@ class Admission {
   Admission(Endpoint* endpoint, std::uint32_t slot) noexcept : endpoint_(endpoint), slot_(slot) {}
   Endpoint* endpoint_ = nullptr;
   std::uint32_t slot_ = 0;
+  bool failed_ = false;
 };
 
 // Counters of the stop summary, summed over every thread and process.
@@ -95,6 +104,8 @@ struct EndpointCounts {
   std::uint64_t shed_emfile = 0;
   std::uint64_t closed_idle = 0;
   std::uint64_t drained = 0;
+  // Admitted connections that ended on an I/O error (Admission::mark_failed).
+  std::uint64_t errors = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t open = 0;
@@ -142,7 +153,7 @@ class Endpoint {
  private:
   friend class Admission;
   struct Shared;
-  void release_slot(std::uint32_t slot) noexcept;
+  void release_slot(std::uint32_t slot, bool failed) noexcept;
   template <typename Describe>
   void warn_refused(std::atomic<std::int64_t>& last, Describe&& describe) noexcept;
 
@@ -153,7 +164,7 @@ class Endpoint {
 };
 
 inline void Admission::release() noexcept {
-  if (endpoint_ != nullptr) std::exchange(endpoint_, nullptr)->release_slot(slot_);
+  if (endpoint_ != nullptr) std::exchange(endpoint_, nullptr)->release_slot(slot_, failed_);
 }
 
 // The end of connections at a stop. At the drain deadline (Phase::kFinishing) each connection

@@ -20,7 +20,10 @@ ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx) noexcept 
 
 namespace {
 
-ServeEnd serve(Fd& socket, ConnectionBuffer& buffer, const ServerContext& ctx, int stop_fd) {
+// Serves `connection` until it ends; marks its admission failed when it ends on an I/O error.
+ServeEnd serve(Accepted& connection, ConnectionBuffer& buffer, const ServerContext& ctx,
+               int stop_fd) {
+  Fd& socket = connection.socket;
   using Clock = std::chrono::steady_clock;
   const int fd = socket.get();
   spdlog::logger& log = *ctx.log;
@@ -77,10 +80,12 @@ ServeEnd serve(Fd& socket, ConnectionBuffer& buffer, const ServerContext& ctx, i
     }
     if (status == IoStatus::kPeerGone) {
       log.debug("fd {}: peer gone ({})", fd, errno_name(buffer.error()));
-      return ServeEnd::kClosedByPeer;
+      connection.admission.mark_failed();
+      return ServeEnd::kPeerGone;
     }
     if (status == IoStatus::kError) {
       log.warn("fd {}: {} ({})", fd, std::strerror(buffer.error()), errno_name(buffer.error()));
+      connection.admission.mark_failed();
       return ServeEnd::kFailed;
     }
   }
@@ -90,7 +95,7 @@ ServeEnd serve(Fd& socket, ConnectionBuffer& buffer, const ServerContext& ctx, i
 
 ServeEnd serve_blocking(Accepted connection, const ServerContext& ctx, int stop_fd) noexcept {
   ConnectionBuffer buffer(ctx.high_water);
-  const ServeEnd end = serve(connection.socket, buffer, ctx, stop_fd);
+  const ServeEnd end = serve(connection, buffer, ctx, stop_fd);
   ctx.endpoint->count_bytes(buffer.bytes_received(), buffer.bytes_sent());
   return end;
 }

@@ -30,6 +30,7 @@ bool EchoConnection::on_ready(Readiness ready, std::span<char> scratch, spdlog::
     if (status == IoStatus::kError) {
       log.warn("fd {}: {} ({})", fd, std::strerror(buffer_.error()), errno_name(buffer_.error()));
     }
+    if (status == IoStatus::kPeerGone || status == IoStatus::kError) admission_.mark_failed();
     log.debug("fd {}: closed", fd);
     fd_.reset();
     admission_.release();
