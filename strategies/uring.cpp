@@ -737,6 +737,7 @@ class UringModel final : public IServerModel {
     } else {
       ctx.log->warn("fd {}: {}: {} ({})", c.fd(), call, std::strerror(error), errno_name(error));
     }
+    c.admission.mark_failed();  // counted as an error when its place is released
     close_connection(c);
   }
 
