@@ -12,51 +12,19 @@ usage: scrape_test.py ECHOD MODEL
 """
 import fcntl
 import os
-import re
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import termios
 import time
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from echod_support import TIMEOUT, capabilities, fail, free_port, start_echod, wait_for  # noqa: E402
 
 CONNECTIONS = 20
 RESETS = 5
 BYTES = 10000
-TIMEOUT = 20.0
-
-
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def scrape(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=TIMEOUT) as r:
-        text = r.read().decode()
-    values = {}
-    for line in text.splitlines():
-        match = re.match(r'^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$', line)
-        if match:
-            values[match.group(1)] = float(match.group(2))
-    return text, values
-
-
-def wait_for(port, key, wanted):
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        text, values = scrape(port)
-        if values.get(key) == wanted or time.monotonic() > deadline:
-            return text, values
-        time.sleep(0.05)
 
 
 def reset_after_echo(port, payload):
@@ -77,23 +45,12 @@ def reset_after_echo(port, payload):
 
 def main():
     echod, model = sys.argv[1], sys.argv[2]
-    described = subprocess.run([echod, "--model", model, "--describe-model"],
-                               capture_output=True, text=True, check=True).stdout
-    capabilities = re.search(r"^capabilities: (.*)$", described, re.M).group(1).split(",")
     # A one-client-at-a-time model serves the next client only after the last one closed.
-    held = CONNECTIONS if "concurrent" in capabilities else 1
+    held = CONNECTIONS if "concurrent" in capabilities(echod, model) else 1
     metrics_port = free_port()
-    server = subprocess.Popen([echod, "--model", model, "--port", "0",
-                               "--metrics", "127.0.0.1:%d" % metrics_port],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server, port = start_echod([echod, "--model", model, "--port", "0",
+                                "--metrics", "127.0.0.1:%d" % metrics_port])
     try:
-        line = b""
-        while b"listening on" not in line:
-            line = server.stdout.readline()
-            if not line:
-                fail("echod exited before listening")
-            print(line.decode().rstrip())
-        port = int(re.search(rb"listening on [^ ]*:(\d+)", line).group(1))
         clients = []
         payload = os.urandom(BYTES)
         for index in range(CONNECTIONS):

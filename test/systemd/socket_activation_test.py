@@ -17,18 +17,9 @@ import sys
 import tempfile
 import time
 
-TIMEOUT = 20.0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from echod_support import TIMEOUT, capabilities, fail, free_port  # noqa: E402
 
-
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def receive_until(notify, wanted, deadline, seen):
@@ -44,15 +35,6 @@ def receive_until(notify, wanted, deadline, seen):
         if wanted in message.split("\n"):
             return True
     return False
-
-
-def capabilities(echod, model):
-    described = subprocess.run([echod, "--model", model, "--describe-model"],
-                               capture_output=True, text=True, check=True).stdout
-    for line in described.splitlines():
-        if line.startswith("capabilities: "):
-            return line.split(": ", 1)[1].split(",")
-    fail("no capabilities line in --describe-model of " + model)
 
 
 def refuses_passed_socket(activator, echod, model, port):
