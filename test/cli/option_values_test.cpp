@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -28,7 +29,10 @@ struct NumericOption {
   std::string default_value;
 };
 
-std::vector<std::string> model_names() {
+// Catch runs a test case once per DYNAMIC_SECTION, so what the loops below discover is asked of
+// echod once and kept: otherwise every section would rerun --list-models and every model's
+// --help (quadratic in the number of options, minutes under the sanitizers).
+std::vector<std::string> discover_model_names() {
   const RunResult listed = run_echod({"--list-models"});
   REQUIRE(listed.exit_status == 0);
   std::vector<std::string> names;
@@ -45,7 +49,7 @@ std::vector<std::string> model_names() {
 
 // The options of `--help --model=MODEL` whose default is a number: the core ones (outside the
 // "General" section, which holds no settings) when `model_only` is false, else the model's.
-std::vector<NumericOption> numeric_options(const std::string& model, bool model_only) {
+std::vector<NumericOption> discover_numeric_options(const std::string& model, bool model_only) {
   const RunResult help = run_echod({"--help", "--model=" + model});
   INFO("echod --help --model=" << model << ": " << help.err);
   REQUIRE(help.exit_status == 0);
@@ -68,6 +72,21 @@ std::vector<NumericOption> numeric_options(const std::string& model, bool model_
     options.push_back({of_model ? model : "", name, match[2]});
   }
   return options;
+}
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = discover_model_names();
+  return names;
+}
+
+const std::vector<NumericOption>& numeric_options(const std::string& model, bool model_only) {
+  static std::map<std::pair<std::string, bool>, std::vector<NumericOption>> discovered;
+  const auto key = std::make_pair(model, model_only);
+  auto found = discovered.find(key);
+  if (found == discovered.end()) {
+    found = discovered.emplace(key, discover_numeric_options(model, model_only)).first;
+  }
+  return found->second;
 }
 
 // The stderr check shared by every rejection: exit 2, exactly one line, naming `key` and `origin`.
@@ -208,7 +227,7 @@ TEST_CASE("every numeric option of every model rejects bad values, naming key an
 }
 
 TEST_CASE("every numeric core option rejects bad values, naming key and origin") {
-  const std::vector<NumericOption> options = numeric_options("iterative", /*model_only=*/false);
+  const std::vector<NumericOption>& options = numeric_options("iterative", /*model_only=*/false);
   for (const NumericOption& option : options) {
     DYNAMIC_SECTION("--" << option.name) {
       check_option("iterative", option);
