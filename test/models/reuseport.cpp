@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -111,6 +112,18 @@ TEST_CASE("processes: a SIGKILLed worker is forked again, its connections releas
     if (client.echo("still here")) ++survivors;
   }
   clients.clear();
+  // The survivors release their places when they see the closes: wait until every worker holds
+  // as many descriptors as the one forked again, which never had a client.
+  const auto fresh = std::find_if(after.begin(), after.end(), [&](const ProcessIdentity& w) {
+    return !same_process(w, before[1]) && !same_process(w, before[2]);
+  });
+  REQUIRE(fresh != after.end());
+  REQUIRE(eventually([&] {
+    const int idle_count = open_fd_count(fresh->pid);
+    return std::all_of(after.begin(), after.end(), [&](const ProcessIdentity& w) {
+      return open_fd_count(w.pid) == idle_count;
+    });
+  }));
   std::vector<TestClient> again = echo_concurrently(echod.port(), 40);
   std::printf("clients that survived the kill: %d of 30; 40 new clients served\n", survivors);
   CHECK(survivors < 30);  // the killed worker held some of them
