@@ -11,6 +11,11 @@ REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "conf" / "sweeps"
 
 
+def shipped_sweeps():
+    """Every sweep description in conf/sweeps/ (servers.toml is the catalogue, not a sweep)."""
+    return [path for path in sorted(SWEEPS.glob("*.toml")) if path.name != "servers.toml"]
+
+
 def write_sweep(directory, text, catalogue='[servers.x]\nkind = "echod"\n'):
     (Path(directory) / "servers.toml").write_text(catalogue)
     path = Path(directory) / "s.toml"
@@ -57,9 +62,7 @@ class ShippedSweeps(unittest.TestCase):
         """A name in include is a catalogue entry or an echod model in strategies/ (a typo
         would otherwise run as an unknown echod model and fail only at run time)."""
         models = {p.stem.replace("_", "-") for p in (REPO / "strategies").glob("*.cpp")}
-        for path in sorted(SWEEPS.glob("*.toml")):
-            if path.name == "servers.toml":
-                continue
+        for path in shipped_sweeps():
             sweep = config.load(path)
             for name in sweep.include:
                 if name != config.ALL_ECHOD_MODELS:
@@ -68,13 +71,9 @@ class ShippedSweeps(unittest.TestCase):
                                     f"{path.name}: {name} (model {spec.model})")
 
     def test_point_names_are_unique(self):
-        for path in sorted(SWEEPS.glob("*.toml")):
-            if path.name == "servers.toml":
-                continue
-            name = path.stem
-            sweep = config.load(path)
-            points = config.expand(sweep, ["epoll", "py-epoll"])
-            self.assertEqual(len({p.ident for p in points}), len(points), name)
+        for path in shipped_sweeps():
+            points = config.expand(config.load(path), ["epoll", "py-epoll"])
+            self.assertEqual(len({p.ident for p in points}), len(points), path.name)
 
 
 class BadDescriptions(unittest.TestCase):
