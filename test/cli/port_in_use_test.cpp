@@ -1,5 +1,4 @@
 // Command-line cases that need a live socket beside echod, which expect.cmake cannot hold.
-#define CATCH_CONFIG_MAIN
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

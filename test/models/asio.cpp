@@ -3,7 +3,6 @@
 // connected, the drain's deadline and the idle timeout while a write is in flight, and option
 // validation. test/models/coro.cpp compiles this file with ECHOD_ASIO_TEST_MODEL "coro":
 // both models promise the same behaviour through the same option, so one text tests both.
-#define CATCH_CONFIG_MAIN
 #include <signal.h>
 
 #include <atomic>

@@ -2,7 +2,6 @@
 // server, keeping its receive queue full, cannot starve a ping-pong client beside it, and every
 // flooded byte still comes back in order. Edge-triggered mode reads each socket until EAGAIN;
 // without a per-wakeup budget the flooder's socket would never run dry (issue 13).
-#define CATCH_CONFIG_MAIN
 #include <atomic>
 #include <chrono>
 #include <string>

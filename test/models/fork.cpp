@@ -1,5 +1,4 @@
 // Model fork: its cap (fork.max-children), reaping children, no child left after a stop.
-#define CATCH_CONFIG_MAIN
 #include <signal.h>
 
 #include <algorithm>

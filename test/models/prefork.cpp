@@ -1,7 +1,6 @@
 // Model prefork: a pool of worker processes that grows with load up to prefork.max and shrinks
 // back to prefork.max-spare idle ones, each accept lock, replacing a worker that dies, the
 // drain (busy workers finish their client), nothing left after a stop, option validation.
-#define CATCH_CONFIG_MAIN
 #include <signal.h>
 
 #include <algorithm>

@@ -1,7 +1,6 @@
 // Model prethread: a pool of threads that grows with load up to prethread.max and shrinks back
 // to prethread.max-spare idle ones, with either accept lock, the drain (busy threads finish
 // their client), every thread joined at a stop, option validation.
-#define CATCH_CONFIG_MAIN
 #include <signal.h>
 
 #include <algorithm>

@@ -1,7 +1,6 @@
 // Model reuseport: reuseport.workers listeners and workers (threads or processes), a SIGKILLed
 // worker process forked again with no zombie left, the stop reaching every worker, and
 // steer=cpu pinning worker i to CPU i with the kernel handing it the connections of CPU i.
-#define CATCH_CONFIG_MAIN
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>

@@ -1,6 +1,5 @@
 // Model select: connections past select.max-clients, or whose descriptor select() cannot watch
 // (>= FD_SETSIZE), are closed on accept while everyone already served goes on being served.
-#define CATCH_CONFIG_MAIN
 #include <sys/select.h>
 
 #include <string>

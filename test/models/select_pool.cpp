@@ -1,7 +1,6 @@
 // Model select-pool: each connection's bytes come back in order although several workers send,
 // clients that stop reading hold up neither the pool nor anyone else, select-pool.threads sizes
 // the pool, and a stop with parked connections is prompt.
-#define CATCH_CONFIG_MAIN
 #include <signal.h>
 
 #include <atomic>

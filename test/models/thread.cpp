@@ -1,5 +1,4 @@
 // Model thread: its cap (thread.max-threads), joining finished threads, thread.stack-size.
-#define CATCH_CONFIG_MAIN
 #include <algorithm>
 #include <atomic>
 #include <fstream>

@@ -8,7 +8,6 @@
 // every byte comes back once they read. A submission queue far smaller than the connections
 // still serves them all. And the options that must be a power of two are checked
 // before serving.
-#define CATCH_CONFIG_MAIN
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

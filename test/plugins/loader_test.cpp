@@ -1,6 +1,5 @@
 // The plugin loader against plugins broken on purpose (test/fixtures): each is refused with a
 // reason that names what is wrong, and the plugins around it still load.
-#define CATCH_CONFIG_MAIN
 #include <dlfcn.h>
 #include <sys/stat.h>
 #include <unistd.h>

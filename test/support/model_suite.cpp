@@ -1,5 +1,7 @@
 #include "model_suite.hpp"
 
+#include "catch_session.hpp"
+
 #include <csignal>
 #include <iostream>
 #include <string_view>
@@ -19,6 +21,13 @@ SuiteTarget& mutable_target() {
   static SuiteTarget instance{ECHOD_BINARY, {}, {}, {}};
   return instance;
 }
+
+// What run_model_suite does before running Catch2.
+struct SuiteSetup {
+  std::optional<int> exit_code;         // set: exit with it now (bad usage, model unavailable)
+  std::vector<char*> catch_argv;        // the arguments left for Catch2, argv[0] first
+  std::vector<std::string> exclusions;  // "~[tag]" for each capability the model lacks
+};
 
 struct SuiteArgs {
   std::string model;
@@ -74,16 +83,6 @@ EchodProcess start_with(std::string binary, std::vector<std::string> args) {
   return EchodProcess(std::move(args), options);
 }
 
-}  // namespace
-
-const SuiteTarget& suite_target() {
-  return mutable_target();
-}
-
-bool has_capability(const std::string& name) {
-  return suite_target().capabilities.count(name) != 0;
-}
-
 SuiteSetup setup_model_suite(int argc, char* argv[], const char* suite) {
   std::signal(SIGPIPE, SIG_IGN);  // a peer that closed must not kill the suite
   SuiteSetup setup;
@@ -115,6 +114,24 @@ SuiteSetup setup_model_suite(int argc, char* argv[], const char* suite) {
   mutable_target() =
       SuiteTarget{args.echod, args.model, std::move(args.echod_args), model.capabilities};
   return setup;
+}
+
+}  // namespace
+
+const SuiteTarget& suite_target() {
+  return mutable_target();
+}
+
+bool has_capability(const std::string& name) {
+  return suite_target().capabilities.count(name) != 0;
+}
+
+int run_model_suite(int argc, char* argv[], const char* suite) {
+  SuiteSetup setup = setup_model_suite(argc, argv, suite);
+  if (setup.exit_code) return *setup.exit_code;
+  // A case the exclusions rule out matches nothing: fail instead of passing by skipping.
+  return run_catch_session(static_cast<int>(setup.catch_argv.size()), setup.catch_argv.data(),
+                           setup.exclusions, /*fail_if_nothing_runs=*/true);
 }
 
 EchodProcess start_echod(const std::vector<std::string>& more) {

@@ -3,7 +3,7 @@
 //
 //   SUITE --model NAME [--echod PATH] [--echod-arg ARG]... [Catch2 arguments]
 //
-// run_model_suite (model_suite_main.hpp) asks echod which capabilities the model declares
+// run_model_suite asks echod which capabilities the model declares
 // (--describe-model) and excludes the cases tagged with a capability it lacks, e.g. ~[concurrent].
 // Catch2 2.13 ANDs separate test specs, so the exclusion also holds when ctest names one case; a
 // case excluded that way matches nothing and the run fails (NoTests warning) instead of passing by
@@ -30,14 +30,10 @@ struct SuiteTarget {
 [[nodiscard]] const SuiteTarget& suite_target();
 [[nodiscard]] bool has_capability(const std::string& name);
 
-// What a suite's main() does before running Catch2 (see model_suite_main.hpp): parses the
-// suite's own options, describes the model, and sets suite_target().
-struct SuiteSetup {
-  std::optional<int> exit_code;         // set: exit with it now (bad usage, model unavailable)
-  std::vector<char*> catch_argv;        // the arguments left for Catch2, argv[0] first
-  std::vector<std::string> exclusions;  // "~[tag]" for each capability the model lacks
-};
-[[nodiscard]] SuiteSetup setup_model_suite(int argc, char* argv[], const char* suite);
+// A suite's whole main(): parses the suite's own options, describes the model, sets
+// suite_target() and runs Catch2 with the cases the model's capabilities rule out excluded.
+//   int main(int argc, char* argv[]) { return echod::test::run_model_suite(argc, argv, "name"); }
+[[nodiscard]] int run_model_suite(int argc, char* argv[], const char* suite);
 
 // echod --model X [--echod-arg ...] [more]; it listens on 127.0.0.1 and a free port.
 [[nodiscard]] EchodProcess start_echod(const std::vector<std::string>& more = {});
