@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from echod_support import TIMEOUT, capabilities, fail, free_port, start_echod, wait_for  # noqa: E402
 
 CONNECTIONS = 20
-WARMUP_S = 1
-DURATION_S = 3
+WARMUP_S = 0.5
+DURATION_S = 1.5
 
 
 def main():
