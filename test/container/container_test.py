@@ -86,14 +86,13 @@ def host_package_cache():
     return cache if os.path.isdir(cache) and os.access(cache, os.W_OK) else None
 
 
-def make_base_image():
+def make_base_image(cache):
     if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
         print(f"base image {BASE_IMAGE} already made; reusing it")
         return
     rootfs = os.path.join(work_dir, "rootfs")
     shutil.rmtree(rootfs, ignore_errors=True)
     mirror = debian_mirror()
-    cache = host_package_cache()
     command = ["debootstrap", "--variant=minbase", *([f"--cache-dir={cache}"] if cache else []),
                "bookworm", rootfs, mirror]
     print("$ " + " ".join(command), flush=True)
@@ -232,14 +231,14 @@ def main():
     if probe.returncode != 0:
         skip(f"podman cannot run here: {probe.stderr.strip()[-500:]}")
 
-    make_base_image()
-    began = time.monotonic()
-    # The volume exists only while a RUN step runs: nothing of it lands in the image.
     cache = host_package_cache()
-    # At the lowest priority: the suite's other tests, some with time limits, run beside it.
+    make_base_image(cache)
+    began = time.monotonic()
+    # At the lowest priority: the suite's other tests, some with time limits, run beside it. The
+    # volume exists only while a RUN step runs: nothing of it lands in the image.
     build = subprocess.run(
-        ["nice", "-n", "19", "podman", "build", "--format", "docker", "--build-arg", f"BASE={BASE_IMAGE}",
-         *(["--volume", f"{cache}:{cache}"] if cache else []),
+        ["nice", "-n", "19", "podman", "build", "--format", "docker",
+         "--build-arg", f"BASE={BASE_IMAGE}", *(["--volume", f"{cache}:{cache}"] if cache else []),
          "-f", os.path.join(source_dir, "conf", "container", "Containerfile"), "-t", IMAGE,
          source_dir], capture_output=True, text=True, timeout=1800)
     if build.returncode != 0:
