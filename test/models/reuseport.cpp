@@ -171,9 +171,12 @@ TEST_CASE("steer=cpu attaches the CPU program and pins worker i to CPU i") {
   // Which worker is which: worker i is pinned to CPU i.
   std::vector<pid_t> worker_on_cpu(static_cast<std::size_t>(workers), 0);
   for (const auto& w : pids) {
-    const std::string allowed = cpus_allowed("/proc/" + std::to_string(w.pid) + "/status");
+    // A forked worker pins itself first thing, but the fork is visible before that.
+    const std::string status = "/proc/" + std::to_string(w.pid) + "/status";
+    std::string allowed;
+    const bool pinned = eventually([&] { return (allowed = cpus_allowed(status)).size() == 1; });
     std::printf("worker %d: Cpus_allowed_list %s\n", w.pid, allowed.c_str());
-    REQUIRE(allowed.size() == 1);
+    REQUIRE(pinned);
     const int cpu = allowed[0] - '0';
     REQUIRE(cpu < workers);
     worker_on_cpu[static_cast<std::size_t>(cpu)] = w.pid;
