@@ -51,15 +51,21 @@ constexpr std::chrono::milliseconds kChildStopGrace{1000};
 // worker that cannot start does not become a fork loop.
 constexpr std::chrono::milliseconds kRespawnDelay{1000};
 
-int online_cpus() {
-  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+// The CPUs echod may run on: its affinity mask (taskset, a cgroup's cpuset), as Go's NumCPU
+// and nproc count them; the online CPUs where the mask cannot be read. More workers than that
+// only take turns on the same cores.
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const long cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                                  : ::sysconf(_SC_NPROCESSORS_ONLN);
   return static_cast<int>(std::clamp<long>(cpus, 1, kMaxWorkers));
 }
 
 struct Options {
-  int workers = online_cpus();
-  std::string mode = "processes";  // as nginx: a dead worker is forked again, own fd limits
-                                   // process's descriptor limit caps echod
+  int workers = usable_cpus();
+  std::string mode = "processes";  // as nginx: a dead worker is forked again, and each worker
+                                   // has a descriptor limit of its own
   std::string steer = "hash";
   EpollLoopOptions loop;
 };
@@ -93,7 +99,7 @@ class ReusePortModel final : public IServerModel {
     options.add_options()
         ("reuseport.workers", bounded(1, kMaxWorkers)->default_value(defaults.workers),
          "workers, each with its own SO_REUSEPORT listener and epoll loop (1-1024; default: the "
-         "online CPUs)")
+         "CPUs echod may run on, from its affinity mask)")
         ("reuseport.mode", po::value<std::string>()->default_value(defaults.mode),
          "threads (workers are threads of echod) or processes (forked: each has its own "
          "descriptor limit; a dead one is forked again)")

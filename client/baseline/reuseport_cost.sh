@@ -7,6 +7,11 @@
 #
 #   client/baseline/reuseport_cost.sh [BIN_DIR] [SECONDS] [ROUNDS] [CONNECTION COUNTS...]
 #
+# CORES=shared: steer=hash against steer=cpu, where steering can matter: nothing pinned, the
+# servers and echo-bench (--threads 2) share both cores; servers baseline, epoll, reuseport-2p
+# (hash) and reuseport-2p-cpu (steer=cpu: worker i on CPU i gets the connections that arrive on
+# CPU i, which on loopback is the CPU of the client thread that sent them).
+#
 # Server CPU per message = the server's CPU seconds (user + system of it and its descendants,
 # from echo-bench's --server-pid over the measured window) / messages echoed in it. Idle RSS per
 # connection = (server tree RSS with the connections held idle - RSS before) / connections.
@@ -25,19 +30,30 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "${CORES:-pinned}" = shared ]; then
+  on_server_cpu=(); on_client_cpu=(); client_threads=(--threads 2)
+  servers=(baseline epoll reuseport-2p reuseport-2p-cpu)
+else
+  on_server_cpu=(taskset -c 0); on_client_cpu=(taskset -c 1); client_threads=()
+  servers=(baseline epoll reuseport-1 reuseport-2 reuseport-2p)
+fi
+
 start_server() {  # name -> sets server_pid and port
   local log="$work/server.log"
   : >"$log"
   local common=(--port=0 --drain-timeout=0 --max-connections=60000)
+  local echod=("${on_server_cpu[@]}" "$bin_dir/echod")
   case "$1" in
-    baseline) taskset -c 0 "$bin_dir/epoll-echo-baseline" 0 2>"$log" & ;;
-    epoll) taskset -c 0 "$bin_dir/echod" --model=epoll "${common[@]}" 2>"$log" >/dev/null & ;;
-    reuseport-1) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=1 \
+    baseline) "${on_server_cpu[@]}" "$bin_dir/epoll-echo-baseline" 0 2>"$log" & ;;
+    epoll) "${echod[@]}" --model=epoll "${common[@]}" 2>"$log" >/dev/null & ;;
+    reuseport-1) "${echod[@]}" --model=reuseport --reuseport.workers=1 \
              "${common[@]}" 2>"$log" >/dev/null & ;;
-    reuseport-2) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=2 \
+    reuseport-2) "${echod[@]}" --model=reuseport --reuseport.workers=2 --reuseport.mode=threads \
              "${common[@]}" 2>"$log" >/dev/null & ;;
-    reuseport-2p) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=2 \
+    reuseport-2p) "${echod[@]}" --model=reuseport --reuseport.workers=2 \
              --reuseport.mode=processes "${common[@]}" 2>"$log" >/dev/null & ;;
+    reuseport-2p-cpu) "${echod[@]}" --model=reuseport --reuseport.workers=2 \
+             --reuseport.mode=processes --reuseport.steer=cpu "${common[@]}" 2>"$log" >/dev/null & ;;
   esac
   server_pid=$!
   port=""
@@ -60,13 +76,13 @@ tree_rss_kib() {  # VmRSS of $1 and its children
   echo "$total"
 }
 
-servers=(baseline epoll reuseport-1 reuseport-2 reuseport-2p)
 printf "%-6s %-6s %-13s %10s %10s %10s %9s %s\n" conns round server messages msg/s "us/msg" "p99 us" status
 for connections in "${counts[@]}"; do
   for round in $(seq "$rounds"); do
     for server in "${servers[@]}"; do
       start_server "$server"
-      taskset -c 1 "$bin_dir/echo-bench" steady "127.0.0.1:$port" -c "$connections" -s 64 \
+      "${on_client_cpu[@]}" "$bin_dir/echo-bench" steady "127.0.0.1:$port" -c "$connections" -s 64 \
+        "${client_threads[@]}" \
         -d "$seconds" --warmup 1 -q --server-pid "$server_pid" --json "$work/bench.json" \
         --connect-timeout 20s >/dev/null || true
       stop_server

@@ -2,9 +2,11 @@
 # Connections held at once, and server RSS per idle connection.
 #
 #   client/baseline/reuseport_hold.sh rss [BIN_DIR] [CONNECTIONS]
-#     For the baseline, epoll and reuseport (2 threads, 2 processes): server pinned to CPU 0,
-#     one echo-bench `hold` on CPU 1 holding CONNECTIONS (default 10000) idle (one 32 B echo
-#     per connection per 60 s); prints (tree RSS while held - RSS before) / CONNECTIONS.
+#     For the baseline, epoll, uring and reuseport (its default, 2 threads, 2 processes): server
+#     pinned to CPU 0, one echo-bench `hold` on CPU 1 holding CONNECTIONS (default 10000) idle
+#     (one 32 B echo per connection per 60 s), after 1 s of 50 clients echoing to warm the
+#     server up; prints (tree RSS while held - RSS before) / CONNECTIONS, and the same for the
+#     tree's anonymous PSS (shared pages counted once).
 #   client/baseline/reuseport_hold.sh many [BIN_DIR] [CLIENT PROCESSES] [EACH] [WORKERS]
 #     One echod --model=reuseport --reuseport.mode=processes (WORKERS, default 4) on CPU 0;
 #     CLIENT PROCESSES (default 3) echo-bench `hold` on CPU 1, each with EACH (default 10000)
@@ -24,6 +26,18 @@ tree_rss_kib() {
   done
   echo "$total"
 }
+# Anonymous and shared-memory proportional set size of the tree: a page shared by k processes
+# counts 1/k in each, so pages the workers share (the endpoint's slot table, what they inherited
+# from the parent) count once, as they are held once, where summed VmRSS counts them once per
+# process. File pages are left out: their share moves whenever another process maps the same
+# libraries (echo-bench starting does).
+tree_pss_kib() {
+  local total=0 pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/^Pss_(Anon|Shmem):/ {n += $2} END {print n + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 port_of() {
   for _ in $(seq 100); do
     p=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$1" | head -1)
@@ -38,27 +52,35 @@ open_count() {  # server-side established connections on port $1
 
 if [ "$what" = rss ]; then
   n=${3:-10000}
-  for server in baseline epoll reuseport-2 reuseport-2p; do
+  for server in baseline epoll uring reuseport reuseport-2 reuseport-2p; do
     log=$work/$server.log
     case $server in
       baseline) taskset -c 0 "$bin_dir/epoll-echo-baseline" 0 2>"$log" & ;;
       epoll) taskset -c 0 "$bin_dir/echod" --model=epoll --port=0 --drain-timeout=0 2>"$log" & ;;
-      reuseport-2) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=2 --port=0 --drain-timeout=0 2>"$log" & ;;
+      uring) taskset -c 0 "$bin_dir/echod" --model=uring --port=0 --drain-timeout=0 2>"$log" & ;;
+      # the default: processes, one per CPU in the affinity mask (one here)
+      reuseport) taskset -c 0 "$bin_dir/echod" --model=reuseport --port=0 --drain-timeout=0 2>"$log" & ;;
+      reuseport-2) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=2 --reuseport.mode=threads --port=0 --drain-timeout=0 2>"$log" & ;;
       reuseport-2p) taskset -c 0 "$bin_dir/echod" --model=reuseport --reuseport.workers=2 --reuseport.mode=processes --port=0 --drain-timeout=0 2>"$log" & ;;
     esac
     spid=$!; pids=("$spid")
     port=$(port_of "$log"); sleep 0.5
-    before=$(tree_rss_kib "$spid")
+    # Warm up first: a forked worker maps in its code and libraries as it first runs them, which
+    # is a fixed cost, not one of the connections'.
+    taskset -c 1 "$bin_dir/echo-bench" steady "127.0.0.1:$port" -c 50 -s 64 -d 1 --warmup 0 -q \
+      >/dev/null
+    sleep 0.5
+    before=$(tree_rss_kib "$spid"); before_pss=$(tree_pss_kib "$spid")
     taskset -c 1 "$bin_dir/echo-bench" hold "127.0.0.1:$port" -c "$n" -i 60s -d 6s --warmup 1 -q \
       --connect-timeout 20s --json "$work/hold.json" >/dev/null &
     bpid=$!
     for _ in $(seq 200); do [ "$(open_count "$port")" -ge "$n" ] && break; sleep 0.1; done
     sleep 2
-    held=$(open_count "$port"); during=$(tree_rss_kib "$spid")
+    held=$(open_count "$port"); during=$(tree_rss_kib "$spid"); during_pss=$(tree_pss_kib "$spid")
     wait "$bpid" || true
     status=$(python3 -c "import json;r=json.load(open('$work/hold.json'));print(r['status'],r['connections']['established'])")
     kill -TERM "$spid"; wait "$spid" 2>/dev/null || true
-    python3 -c "print(f'$server: RSS before {$before} KiB, with $held connections held {$during} KiB: {($during-$before)/$n:.3f} KiB per idle connection (echo-bench: $status)')"
+    python3 -c "print(f'$server: RSS before {$before} KiB, with $held connections held {$during} KiB: {($during-$before)/$n:.3f} KiB per idle connection; anonymous PSS {$before_pss} -> {$during_pss} KiB: {($during_pss-$before_pss)/$n:.3f} KiB (echo-bench: $status)')"
   done
   exit 0
 fi

@@ -64,6 +64,31 @@ std::vector<ProcessIdentity> wait_for_workers(const EchodProcess& echod, std::si
 
 }  // namespace
 
+TEST_CASE("by default one worker per CPU echod may run on (its affinity mask)") {
+  cpu_set_t all;
+  REQUIRE(::sched_getaffinity(0, sizeof all, &all) == 0);
+  const int usable = CPU_COUNT(&all);
+  const int allowed = GENERATE(1, 2);
+  if (allowed > usable) return;  // a one-CPU machine: only the first case applies
+  CAPTURE(usable, allowed);
+  // echod inherits the mask of the thread that starts it, as under `taskset`.
+  cpu_set_t narrowed;
+  CPU_ZERO(&narrowed);
+  for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < allowed; ++cpu) {
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &narrowed);
+      ++taken;
+    }
+  }
+  REQUIRE(::sched_setaffinity(0, sizeof narrowed, &narrowed) == 0);
+  EchodProcess echod(model_args("reuseport", {"mode=processes"}));
+  REQUIRE(::sched_setaffinity(0, sizeof all, &all) == 0);
+  REQUIRE(listeners_on(echod.port()) == allowed);
+  wait_for_workers(echod, static_cast<std::size_t>(allowed));
+  echo_concurrently(echod.port(), 8);
+  REQUIRE(echod.stop() == 0);
+}
+
 TEST_CASE("reuseport.workers listeners, and as many worker threads or processes") {
   const std::string mode = GENERATE(as<std::string>{}, "threads", "processes");
   const int workers = GENERATE(1, 3);

@@ -2,6 +2,7 @@
 // socket would not take yet, and stop reading while too much is queued (backpressure).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,7 +31,13 @@ enum class IoStatus {
 // checks the bound for every model. Owned by the thread serving the connection.
 class ConnectionBuffer {
  public:
-  explicit ConnectionBuffer(std::size_t high_water) noexcept : high_water_(high_water) {}
+  // The most a ring may hold: twice the largest high-water mark core accepts (1 GiB), so that
+  // the fields below fit 32 bits and an idle connection's record stays small.
+  static constexpr std::size_t kMaxQueued = std::size_t{1} << 31;
+
+  // `high_water` above kMaxQueued / 2 is taken as kMaxQueued / 2.
+  explicit ConnectionBuffer(std::size_t high_water) noexcept
+      : high_water_(static_cast<std::uint32_t>(std::min(high_water, kMaxQueued / 2))) {}
   ConnectionBuffer(const ConnectionBuffer&) = delete;
   ConnectionBuffer& operator=(const ConnectionBuffer&) = delete;
   ConnectionBuffer(ConnectionBuffer&&) noexcept = default;
@@ -55,7 +62,8 @@ class ConnectionBuffer {
   [[nodiscard]] std::size_t reserved() const noexcept { return capacity_; }
   // Bytes received and sent on this connection so far, for the stop summary.
   [[nodiscard]] std::uint64_t bytes_received() const noexcept { return bytes_received_; }
-  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_sent_; }
+  // Every byte received was sent or is still queued, so sent is not stored.
+  [[nodiscard]] std::uint64_t bytes_sent() const noexcept { return bytes_received_ - pending_; }
   // The bytes received but not yet echoed, in order, for a lingering close at a drain's
   // deadline (straightens the ring first, hence not const).
   [[nodiscard]] std::span<const char> unsent();
@@ -66,14 +74,16 @@ class ConnectionBuffer {
   // Moves the pending bytes to the start of a new ring of `capacity` bytes (>= pending_).
   void reallocate(std::size_t capacity);
 
-  std::unique_ptr<char[]> ring_;  // capacity_ bytes; null when nothing is pending
-  std::size_t capacity_ = 0;
-  std::size_t head_ = 0;     // index in ring_ of the oldest unsent byte
-  std::size_t pending_ = 0;  // unsent bytes from head_, wrapping at capacity_
-  std::size_t high_water_;
+  // 40 bytes: every connection of the epoll, select and poll loops holds one, idle or not.
+  // What a message that is echoed at once touches comes first, so that it shares the
+  // connection's first cache lines with the descriptor.
+  std::uint32_t pending_ = 0;  // unsent bytes from head_, wrapping at capacity_
+  std::uint32_t high_water_;
+  std::uint64_t bytes_received_ = 0;  // bytes taken into the echo (sent or queued)
+  std::unique_ptr<char[]> ring_;      // capacity_ bytes; null when nothing is pending
+  std::uint32_t capacity_ = 0;        // at most kMaxQueued
+  std::uint32_t head_ = 0;            // index in ring_ of the oldest unsent byte
   int error_ = 0;
-  std::uint64_t bytes_received_ = 0;
-  std::uint64_t bytes_sent_ = 0;
 };
 
 // The size of a scratch buffer for echo_once: large enough that one recv drains a typical

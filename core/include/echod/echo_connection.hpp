@@ -40,8 +40,8 @@ class EchoConnection {
  public:
   EchoConnection(Accepted accepted, std::size_t high_water, Endpoint& endpoint) noexcept
       : fd_(std::move(accepted.socket)),
-        admission_(std::move(accepted.admission)),
         buffer_(high_water),
+        admission_(std::move(accepted.admission)),
         endpoint_(endpoint) {}
   EchoConnection(const EchoConnection&) = delete;
   EchoConnection& operator=(const EchoConnection&) = delete;
@@ -74,12 +74,14 @@ class EchoConnection {
   void finish(Finisher& finisher);
 
  private:
+  // 72 bytes, in this order: the flags share the descriptor's word, what every message touches
+  // comes first (descriptor, flags, the buffer's counters), what only a close needs last.
   Fd fd_;
-  Admission admission_;
-  ConnectionBuffer buffer_;
-  Endpoint& endpoint_;
   bool peer_done_ = false;  // the peer shut down its sending side
   bool more_to_read_ = false;
+  ConnectionBuffer buffer_;
+  Admission admission_;
+  Endpoint& endpoint_;
 };
 
 }  // namespace echod

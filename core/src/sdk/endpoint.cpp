@@ -127,7 +127,8 @@ struct Endpoint::Shared {
   std::atomic<std::int64_t> last_cap_warning_ns, last_address_warning_ns;
   // Guarded by mutex:
   std::uint32_t open;
-  std::uint32_t free_head;
+  std::uint32_t free_head;  // slots freed since: a list through next_free
+  std::uint32_t untouched;  // slots from here on were never used (still zero-filled)
   std::uint32_t slot_count;
   std::uint32_t address_capacity;  // a power of two, or 0 without a per-address cap
   // Slot slots[slot_count]; AddressEntry addresses[address_capacity]; follow.
@@ -237,9 +238,11 @@ Endpoint::Endpoint(EndpointLimits limits, std::shared_ptr<spdlog::logger> log)
   ::pthread_mutexattr_destroy(&attributes);
   shared_->slot_count = slot_count;
   shared_->address_capacity = address_capacity;
-  shared_->free_head = slot_count > 0 ? 0 : kNoSlot;
-  for (std::uint32_t i = 0; i < slot_count; ++i)
-    shared_->slots()[i] = {0, kNoAddress, i + 1 < slot_count ? i + 1 : kNoSlot};
+  // Slots are handed out in order and only then written, so the table's pages join a process's
+  // RSS as connections need them, in the worker that takes them, and not all at start in
+  // echod's first process (where forked workers would count them a second time).
+  shared_->free_head = kNoSlot;
+  shared_->untouched = 0;
   shared_->last_cap_warning_ns = std::numeric_limits<std::int64_t>::min() / 2;
   shared_->last_address_warning_ns = std::numeric_limits<std::int64_t>::min() / 2;
 }
@@ -287,7 +290,7 @@ Admission Endpoint::admit(int fd, const sockaddr_storage& peer, socklen_t) noexc
   {
     SharedLock lock(shared_->mutex);
     std::uint32_t entry = kNoAddress;
-    if (shared_->free_head == kNoSlot) {
+    if (shared_->free_head == kNoSlot && shared_->untouched == shared_->slot_count) {
       verdict = Verdict::kOverCap;
     } else if (per_address && ((entry = shared_->find_or_add(address)) == kNoAddress ||
                                shared_->addresses()[entry].count >= limits_.max_per_ip)) {
@@ -296,10 +299,13 @@ Admission Endpoint::admit(int fd, const sockaddr_storage& peer, socklen_t) noexc
     } else {
       verdict = Verdict::kAdmitted;
       if (entry != kNoAddress) ++shared_->addresses()[entry].count;
-      slot = shared_->free_head;
-      Shared::Slot& taken = shared_->slots()[slot];
-      shared_->free_head = taken.next_free;
-      taken = {::getpid(), entry, kNoSlot};
+      if (shared_->free_head != kNoSlot) {
+        slot = shared_->free_head;
+        shared_->free_head = shared_->slots()[slot].next_free;
+      } else {
+        slot = shared_->untouched++;
+      }
+      shared_->slots()[slot] = {::getpid(), entry, kNoSlot};
       ++shared_->open;
       shared_->open_mirror.store(shared_->open, std::memory_order_relaxed);
     }
@@ -335,7 +341,7 @@ void Endpoint::release_slot(std::uint32_t slot, bool failed) noexcept {
 
 void Endpoint::release_owned_by(pid_t pid) noexcept {
   SharedLock lock(shared_->mutex);
-  for (std::uint32_t i = 0; i < shared_->slot_count; ++i) {
+  for (std::uint32_t i = 0; i < shared_->untouched; ++i) {
     if (shared_->slots()[i].owner == pid) shared_->free_slot(i);
   }
 }

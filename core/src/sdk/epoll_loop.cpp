@@ -23,12 +23,13 @@ namespace po = boost::program_options;
 using Clock = std::chrono::steady_clock;
 
 // One client, what epoll watches on it, and its place in the idle list. Owned by the loop.
+// 104 bytes (a 112-byte heap chunk), the fields each message touches in its first 56.
 struct Connection : IdleList::Hook {
   Connection(Accepted accepted, const ServerContext& ctx, std::uint32_t watched)
-      : echo(std::move(accepted), ctx.high_water, *ctx.endpoint), interest(watched) {}
-  EchoConnection echo;
+      : interest(watched), echo(std::move(accepted), ctx.high_water, *ctx.endpoint) {}
   std::uint32_t interest;  // events registered with epoll (level-triggered mode)
   bool queued = false;     // in more_to_read_ (edge-triggered: its read budget ran out)
+  EchoConnection echo;
 };
 
 // One loop on the calling thread. Not copyable; owned by that thread.
