@@ -1,11 +1,13 @@
 // Model epoll: in either mode (epoll.edge-triggered false or true), one client that floods the
 // server, keeping its receive queue full, cannot starve a ping-pong client beside it, and every
-// flooded byte still comes back in order. Edge-triggered mode reads each socket until EAGAIN;
-// without a per-wakeup budget the flooder's socket would never run dry (issue 13).
+// flooded byte still comes back in order. Edge-triggered mode reads each socket until its queue
+// is empty; without a per-wakeup budget the flooder's socket would never run dry (issue 13).
+// And in either mode data followed at once by the client's FIN is all echoed before the close.
 #include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -140,5 +142,31 @@ TEST_CASE("a flooding client cannot starve a ping-pong client") {
   REQUIRE(flood);
   pinger.close();
   flooding.close();
+  REQUIRE(echod.stop() == 0);
+}
+
+// Edge-triggered mode takes a short read for an empty receive queue (no EAGAIN recv after
+// it) unless EPOLLRDHUP says a FIN came too, since a FIN already queued behind the data sends
+// no new edge. Data and FIN sent back to back, in one segment or two, small and large: each
+// connection gets all of its bytes back, then the server's FIN.
+TEST_CASE("data and FIN sent together: all echoed, then closed, in either mode") {
+  const std::string edge_triggered = GENERATE(as<std::string>{}, "true", "false");
+  CAPTURE(edge_triggered);
+  EchodProcess echod(model_args("epoll", {"edge-triggered=" + edge_triggered}));
+  for (const std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{70'000}}) {
+    CAPTURE(size);
+    std::vector<TestClient> clients(20);
+    const std::string payload = random_bytes(size, 7 + size);
+    for (auto& client : clients) {
+      REQUIRE(client.connect(echod.port()));
+      REQUIRE(client.send_all(payload));
+      REQUIRE(client.shutdown_write());
+    }
+    for (auto& client : clients) {
+      const auto echoed = client.recv_until_eof(Millis{5000});
+      REQUIRE(echoed);
+      REQUIRE(same_bytes(echoed.data, payload));
+    }
+  }
   REQUIRE(echod.stop() == 0);
 }

@@ -199,3 +199,22 @@ TEST_CASE("a lagging peer costs at most the high-water mark of queue memory", "[
   CHECK(echoed == sent);
   CHECK(buffer.reserved() == 0);
 }
+
+TEST_CASE("says whether a read emptied the socket's receive queue", "[buffer]") {
+  auto [server, client] = make_pair_with_small_buffers();
+  std::vector<char> scratch(1024);
+  ConnectionBuffer buffer(64 * 1024);
+  const auto sent = pattern(3000);
+  REQUIRE(::send(client.get(), sent.data(), sent.size(), 0) == 3000);
+  bool emptied = true;
+  // 3000 bytes waiting, 1024 asked for: a full read, more to come.
+  REQUIRE(buffer.echo_once(server.get(), scratch, &emptied) == IoStatus::kProgress);
+  CHECK_FALSE(emptied);
+  REQUIRE(buffer.echo_once(server.get(), scratch, &emptied) == IoStatus::kProgress);
+  CHECK_FALSE(emptied);
+  // The last 952: fewer than asked, so the queue is empty now.
+  REQUIRE(buffer.echo_once(server.get(), scratch, &emptied) == IoStatus::kProgress);
+  CHECK(emptied);
+  CHECK(buffer.bytes_received() == 3000);
+  CHECK(buffer.bytes_sent() + buffer.pending() == 3000);
+}

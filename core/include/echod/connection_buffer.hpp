@@ -46,8 +46,10 @@ class ConnectionBuffer {
 
   // One recv() into `scratch`, then echo it: sent directly if nothing is queued, the rest
   // queued. Call only when wants_read(). Receives at most the room left below the high-water
-  // mark, so the queue never holds more than high_water bytes.
-  IoStatus echo_once(int fd, std::span<char> scratch) noexcept;
+  // mark, so the queue never holds more than high_water bytes. `*emptied`, if given, says
+  // whether the recv returned less than it asked for: the socket's receive queue was empty
+  // then (bytes arriving later wake the socket again).
+  IoStatus echo_once(int fd, std::span<char> scratch, bool* emptied = nullptr) noexcept;
 
   // Sends queued bytes until done or the socket is full. kProgress means the queue is empty.
   IoStatus flush(int fd) noexcept;

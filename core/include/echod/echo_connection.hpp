@@ -18,17 +18,22 @@ namespace echod {
 struct Readiness {
   bool readable;
   bool writable;
+  // The peer's FIN (EPOLLRDHUP), a hang-up or an error was reported: under kUntilDrained a
+  // short read is then no sign of an empty queue, since the FIN behind the data sends no new
+  // edge.
+  bool peer_closing = false;
 };
 
 // How much to read on one readable wakeup.
 enum class Reads {
-  kOne,              // one recv: a flooding client cannot starve the others (level-triggered)
-  kUntilWouldBlock,  // until EAGAIN, the high-water mark or kReadBudget (EPOLLET: an edge is
-                     // seen once, so a connection cut short by the budget is served again
-                     // without waiting: see more_to_read())
+  kOne,           // one recv: a flooding client cannot starve the others (level-triggered)
+  kUntilDrained,  // EPOLLET, where an edge is seen once: until the receive queue is empty (a
+                  // recv returns less than asked, as nginx reads it, or EAGAIN), the high-water
+                  // mark or kReadBudget (a connection cut short by the budget is served again
+                  // without waiting: see more_to_read())
 };
 
-// Reads per wakeup under Reads::kUntilWouldBlock: 16 x 64 KiB, so that one client that keeps
+// Reads per wakeup under Reads::kUntilDrained: 16 x 64 KiB, so that one client that keeps
 // its receive queue full cannot starve the rest.
 inline constexpr int kReadBudget = 16;
 
@@ -55,7 +60,7 @@ class EchoConnection {
   // queued (backpressure); write while something is queued.
   [[nodiscard]] bool wants_read() const noexcept { return !peer_done_ && buffer_.wants_read(); }
   [[nodiscard]] bool wants_write() const noexcept { return buffer_.wants_write(); }
-  // Under Reads::kUntilWouldBlock: the last on_ready() stopped at kReadBudget, so more may be
+  // Under Reads::kUntilDrained: the last on_ready() stopped at kReadBudget, so more may be
   // waiting although no new edge will say so.
   [[nodiscard]] bool more_to_read() const noexcept { return more_to_read_; }
 

@@ -12,7 +12,8 @@ namespace echod {
 struct ServerContext;
 
 struct EpollLoopOptions {
-  // EPOLLET: read each socket until EAGAIN (at most 16 reads per wakeup) instead of once.
+  // EPOLLET: read each socket until its queue is empty (at most 16 reads per wakeup) instead
+  // of once.
   bool edge_triggered = false;
   int max_events = 256;  // events taken from the kernel per epoll_wait
 };

@@ -84,7 +84,7 @@ std::span<const char> ConnectionBuffer::unsent() {
   return {ring_.get() + head_, pending_};
 }
 
-IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
+IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch, bool* emptied) noexcept {
   const std::size_t room = high_water_ > pending_ ? high_water_ - pending_ : 0;
   std::size_t want = std::min(scratch.size(), std::max<std::size_t>(room, 1));
   ssize_t received;
@@ -96,6 +96,7 @@ IoStatus ConnectionBuffer::echo_once(int fd, std::span<char> scratch) noexcept {
 
   const char* data = scratch.data();
   std::size_t size = static_cast<std::size_t>(received);
+  if (emptied != nullptr) *emptied = size < want;
   bytes_received_ += size;
   if (!wants_write()) {
     ssize_t sent = send_some(fd, data, size);

@@ -27,8 +27,9 @@ using Clock = std::chrono::steady_clock;
 struct Connection : IdleList::Hook {
   Connection(Accepted accepted, const ServerContext& ctx, std::uint32_t watched)
       : interest(watched), echo(std::move(accepted), ctx.high_water, *ctx.endpoint) {}
-  std::uint32_t interest;  // events registered with epoll (level-triggered mode)
-  bool queued = false;     // in more_to_read_ (edge-triggered: its read budget ran out)
+  std::uint32_t interest;     // events registered with epoll (level-triggered mode)
+  bool queued = false;        // in more_to_read_ (edge-triggered: its read budget ran out)
+  bool peer_closing = false;  // edge-triggered: EPOLLRDHUP/HUP/ERR seen, read to the end
   EchoConnection echo;
 };
 
@@ -124,9 +125,11 @@ class EpollLoop {
                     Clock::time_point now) {
     return acceptor.accept_batch(kAcceptBatch, [&](Accepted accepted) {
       const int fd = accepted.fd();
-      // Edge-triggered: register everything once and never modify (the usual EPOLLET idiom).
+      // Edge-triggered: register everything once and never modify (the usual EPOLLET idiom);
+      // EPOLLRDHUP says when a FIN sits behind the data, so a short read is not taken for an
+      // empty queue then.
       const std::uint32_t interest =
-          options_.edge_triggered ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN;
+          options_.edge_triggered ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET : EPOLLIN;
       try {
         if (static_cast<std::size_t>(fd) >= connections_.size()) {
           connections_.resize(static_cast<std::size_t>(fd) + 1);
@@ -151,17 +154,19 @@ class EpollLoop {
                 Clock::time_point now) {
     Connection& c = *connections_[static_cast<std::size_t>(fd)];
     // Level-triggered: one read per wakeup keeps a flooding client from starving the others.
-    // Edge-triggered: the edge is gone once seen, so read until EAGAIN on every event (or the
-    // high-water mark, or the budget; the EPOLLOUT edge that follows draining brings us back).
+    // Edge-triggered: the edge is gone once seen, so read until the queue is empty on every
+    // event (or the high-water mark, or the budget; the EPOLLOUT edge that follows draining
+    // brings us back).
+    if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.peer_closing = true;
     const Readiness ready{options_.edge_triggered || (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)),
-                          (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0};
+                          (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0, c.peer_closing};
     serve(c, fd, ready, ctx, idle, now);
   }
 
   void serve(Connection& c, int fd, Readiness ready, const ServerContext& ctx, IdleList& idle,
              Clock::time_point now) {
     if (!c.echo.on_ready(ready, scratch_, *ctx.log,
-                         options_.edge_triggered ? Reads::kUntilWouldBlock : Reads::kOne)) {
+                         options_.edge_triggered ? Reads::kUntilDrained : Reads::kOne)) {
       drop(fd);  // closed; the kernel dropped it from the epoll set
       return;
     }
@@ -195,7 +200,7 @@ class EpollLoop {
       auto& slot = connections_[static_cast<std::size_t>(fd)];
       if (!slot) continue;
       slot->queued = false;
-      serve(*slot, fd, {true, false}, ctx, idle, now);
+      serve(*slot, fd, {true, false, slot->peer_closing}, ctx, idle, now);
     }
   }
 
@@ -244,7 +249,7 @@ void declare_epoll_loop_options(po::options_description& options, const std::str
   // clang-format off
   options.add_options()
       ((model + ".edge-triggered").c_str(), po::value<bool>()->default_value(defaults.edge_triggered, defaults.edge_triggered ? "true" : "false"),
-       "edge-triggered (EPOLLET): read each socket until EAGAIN (at most 16 reads per wakeup)")
+       "edge-triggered (EPOLLET): read each socket until its queue is empty, a short read or EAGAIN (at most 16 reads per wakeup)")
       ((model + ".max-events").c_str(), bounded(1, 65536)->default_value(defaults.max_events),
        "events taken from the kernel per epoll_wait (1-65536)");
   // clang-format on
