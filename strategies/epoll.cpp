@@ -1,7 +1,8 @@
 // epoll: one thread, nonblocking sockets, readiness from epoll. Each wakeup costs O(ready
 // descriptors), not O(connections), so tens of thousands of mostly idle clients are cheap.
 // Level-triggered by default; epoll.edge-triggered=true reads each socket until its queue is
-// empty (within a budget) instead. Loses when per-message work is heavy: everything runs on one core.
+// empty (within a budget) instead. Loses when per-message work is heavy: everything runs on one
+// core.
 //
 // The loop itself is the SDK's (echod/epoll_loop.hpp): model reuseport runs the same loop once
 // per worker, each on its own SO_REUSEPORT listener.

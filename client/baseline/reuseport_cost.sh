@@ -53,7 +53,8 @@ start_server() {  # name -> sets server_pid and port
     reuseport-2p) "${echod[@]}" --model=reuseport --reuseport.workers=2 \
              --reuseport.mode=processes "${common[@]}" 2>"$log" >/dev/null & ;;
     reuseport-2p-cpu) "${echod[@]}" --model=reuseport --reuseport.workers=2 \
-             --reuseport.mode=processes --reuseport.steer=cpu "${common[@]}" 2>"$log" >/dev/null & ;;
+             --reuseport.mode=processes --reuseport.steer=cpu "${common[@]}" \
+             2>"$log" >/dev/null & ;;
   esac
   server_pid=$!
   port=""

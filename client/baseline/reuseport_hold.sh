@@ -19,25 +19,21 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-tree_rss_kib() {
+# Sums, over process $1 and its children, the kB fields of /proc/PID/$2 whose names match $3.
+tree_kib() {
   local total=0 pid
   for pid in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    total=$((total + $(awk -v names="^($3):" '$1 ~ names {n += $2} END {print n + 0}' "/proc/$pid/$2" 2>/dev/null || echo 0)))
   done
   echo "$total"
 }
+tree_rss_kib() { tree_kib "$1" status VmRSS; }
 # Anonymous and shared-memory proportional set size of the tree: a page shared by k processes
 # counts 1/k in each, so pages the workers share (the endpoint's slot table, what they inherited
 # from the parent) count once, as they are held once, where summed VmRSS counts them once per
 # process. File pages are left out: their share moves whenever another process maps the same
 # libraries (echo-bench starting does).
-tree_pss_kib() {
-  local total=0 pid
-  for pid in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '/^Pss_(Anon|Shmem):/ {n += $2} END {print n + 0}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
+tree_pss_kib() { tree_kib "$1" smaps_rollup 'Pss_Anon|Pss_Shmem'; }
 port_of() {
   for _ in $(seq 100); do
     p=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$1" | head -1)

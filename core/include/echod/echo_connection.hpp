@@ -18,9 +18,9 @@ namespace echod {
 struct Readiness {
   bool readable;
   bool writable;
-  // The peer's FIN (EPOLLRDHUP), a hang-up or an error was reported: under kUntilDrained a
-  // short read is then no sign of an empty queue, since the FIN behind the data sends no new
-  // edge.
+  // The peer's FIN (EPOLLRDHUP), a hang-up or an error was reported. The connection remembers
+  // it: under kUntilDrained a short read is from then on no sign of an empty queue, since the
+  // FIN behind the data sends no new edge.
   bool peer_closing = false;
 };
 
@@ -82,7 +82,8 @@ class EchoConnection {
   // 72 bytes, in this order: the flags share the descriptor's word, what every message touches
   // comes first (descriptor, flags, the buffer's counters), what only a close needs last.
   Fd fd_;
-  bool peer_done_ = false;  // the peer shut down its sending side
+  bool peer_done_ = false;     // the peer shut down its sending side (its EOF was read)
+  bool peer_closing_ = false;  // a wait reported its FIN (or a hang-up) before the EOF was read
   bool more_to_read_ = false;
   ConnectionBuffer buffer_;
   Admission admission_;

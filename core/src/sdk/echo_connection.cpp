@@ -11,6 +11,7 @@ bool EchoConnection::on_ready(Readiness ready, std::span<char> scratch, spdlog::
   const int fd = fd_.get();
   IoStatus status = IoStatus::kWouldBlock;
   more_to_read_ = false;
+  if (ready.peer_closing) peer_closing_ = true;
   // Write first: sending what is queued may make room to read more.
   if (ready.writable) status = buffer_.flush(fd);
   for (int budget = reads == Reads::kOne ? 1 : kReadBudget;
@@ -21,7 +22,7 @@ bool EchoConnection::on_ready(Readiness ready, std::span<char> scratch, spdlog::
     if (status == IoStatus::kEof) peer_done_ = true;
     if (status == IoStatus::kWouldBlock || status == IoStatus::kEof) break;
     // Saves the recv that would only say EAGAIN: one syscall per message instead of two.
-    if (emptied && !ready.peer_closing) break;
+    if (emptied && !peer_closing_) break;
     if (--budget == 0) {
       more_to_read_ = reads == Reads::kUntilDrained && status == IoStatus::kProgress;
       break;

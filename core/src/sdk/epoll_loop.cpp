@@ -27,9 +27,8 @@ using Clock = std::chrono::steady_clock;
 struct Connection : IdleList::Hook {
   Connection(Accepted accepted, const ServerContext& ctx, std::uint32_t watched)
       : interest(watched), echo(std::move(accepted), ctx.high_water, *ctx.endpoint) {}
-  std::uint32_t interest;     // events registered with epoll (level-triggered mode)
-  bool queued = false;        // in more_to_read_ (edge-triggered: its read budget ran out)
-  bool peer_closing = false;  // edge-triggered: EPOLLRDHUP/HUP/ERR seen, read to the end
+  std::uint32_t interest;  // events registered with epoll (level-triggered mode)
+  bool queued = false;     // in more_to_read_ (edge-triggered: its read budget ran out)
   EchoConnection echo;
 };
 
@@ -157,9 +156,9 @@ class EpollLoop {
     // Edge-triggered: the edge is gone once seen, so read until the queue is empty on every
     // event (or the high-water mark, or the budget; the EPOLLOUT edge that follows draining
     // brings us back).
-    if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c.peer_closing = true;
     const Readiness ready{options_.edge_triggered || (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)),
-                          (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0, c.peer_closing};
+                          (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0,
+                          (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0};
     serve(c, fd, ready, ctx, idle, now);
   }
 
@@ -200,7 +199,7 @@ class EpollLoop {
       auto& slot = connections_[static_cast<std::size_t>(fd)];
       if (!slot) continue;
       slot->queued = false;
-      serve(*slot, fd, {true, false, slot->peer_closing}, ctx, idle, now);
+      serve(*slot, fd, {true, false}, ctx, idle, now);
     }
   }
 
@@ -249,7 +248,8 @@ void declare_epoll_loop_options(po::options_description& options, const std::str
   // clang-format off
   options.add_options()
       ((model + ".edge-triggered").c_str(), po::value<bool>()->default_value(defaults.edge_triggered, defaults.edge_triggered ? "true" : "false"),
-       "edge-triggered (EPOLLET): read each socket until its queue is empty, a short read or EAGAIN (at most 16 reads per wakeup)")
+       "edge-triggered (EPOLLET): read each socket until its queue is empty, a short read or "
+       "EAGAIN (at most 16 reads per wakeup)")
       ((model + ".max-events").c_str(), bounded(1, 65536)->default_value(defaults.max_events),
        "events taken from the kernel per epoll_wait (1-65536)");
   // clang-format on
